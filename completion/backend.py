@@ -1,0 +1,433 @@
+"""The llama.cpp backend: the only module in steercode that imports ``llama_cpp``.
+
+A thin wrapper over llama.cpp's C API (through llama-cpp-python's ctypes bindings) that gives the
+decode loop exactly what it needs and nothing it does not:
+
+* ``tokenize`` / token pieces / special-token facts for the vocabulary index and FIM detection;
+* ``eval_prompt(tokens)``: evaluate only the tokens after the longest common prefix with what is
+  already in the KV cache (prefix reuse across requests);
+* ``eval(tokens, rows)``: append tokens, computing logits only for the requested positions (the
+  output head of a 262k-token vocabulary costs ~10 ms per row on 2 cores, so rows are precious);
+* ``logits(i)``: a numpy view of row ``i`` of the last evaluation (valid until the next eval);
+* ``truncate(n)``: KV rollback to the first ``n`` tokens (needs ``swa_full`` on sliding-window
+  models such as Gemma-3, which is always set).
+
+Not thread-safe: one engine thread owns a backend. llama.cpp's own logging is routed to the
+``steercode.llama`` logger (never to stdout, which may be the LSP channel).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import llama_cpp
+
+log = logging.getLogger("steercode.backend")
+_llama_log = logging.getLogger("steercode.llama")
+
+__all__ = ["BackendConfig", "LlamaBackend", "ModelLoadError", "llama_build_info", "physical_cores"]
+
+
+class ModelLoadError(RuntimeError):
+    """The model file could not be used; the message is meant for the user."""
+
+
+# ---------------------------------------------------------------------------------------------
+# logging and one-time initialisation
+
+# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continuation)
+_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR, 5: logging.DEBUG}
+# warnings llama.cpp prints for models and settings that are fine
+_BENIGN = ("control-looking token", "full-size SWA cache", "n_ctx_seq", "n_ctx_per_seq")
+_init_lock = threading.Lock()
+_initialised = False
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:  # pragma: no cover - C callback
+    try:
+        msg = text.decode("utf-8", "replace").rstrip()
+        if msg:
+            lvl = _LEVELS.get(level, logging.DEBUG)
+            if lvl == logging.WARNING and any(b in msg for b in _BENIGN):
+                lvl = logging.DEBUG
+            _llama_log.log(lvl, "%s", msg)
+    except Exception:
+        pass
+
+
+def _ensure_init() -> None:
+    global _initialised
+    with _init_lock:
+        if not _initialised:
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _initialised = True
+
+
+def llama_build_info() -> dict[str, str]:
+    """Version and build facts for ``steercode doctor``."""
+    _ensure_init()
+    return {
+        "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
+        "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
+        "supports_mmap": str(bool(llama_cpp.llama_supports_mmap())),
+        "gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload())),
+    }
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (decode threads default)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        phys = core = ""
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":", 1)[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":", 1)[1].strip()
+                    cores.add((phys, core))
+    except OSError:
+        pass
+    n = len(cores) if cores else available
+    return max(1, min(n, available))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """How to load a model. Threads of 0 mean "choose": physical cores to decode, all to prefill."""
+
+    model_path: str
+    n_ctx: int = 4096
+    n_batch: int = 256
+    n_threads: int = 0
+    n_threads_batch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 64:
+            raise ValueError(f"n_ctx: {self.n_ctx} is too small (at least 64)")
+        if self.n_batch < 1:
+            raise ValueError(f"n_batch: {self.n_batch} must be positive")
+        if self.n_threads < 0 or self.n_threads_batch < 0:
+            raise ValueError("n_threads / n_threads_batch must be >= 0")
+
+
+def check_gguf_file(path: str | os.PathLike[str]) -> Path:
+    """Validate that ``path`` looks like a GGUF file before llama.cpp touches it."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(f"model file not found: {p}")
+    if not p.is_file():
+        raise ModelLoadError(f"model path is not a file: {p}")
+    try:
+        with p.open("rb") as f:
+            head = f.read(24)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {p}: {exc.strerror or exc}") from exc
+    if len(head) < 24 or head[:4] != b"GGUF":
+        raise ModelLoadError(f"not a GGUF model file (bad magic bytes): {p}")
+    version = int.from_bytes(head[4:8], "little")
+    if version not in (2, 3):
+        raise ModelLoadError(f"unsupported GGUF version {version} in {p} (llama.cpp reads versions 2 and 3)")
+    n_tensors = int.from_bytes(head[8:16], "little")
+    if n_tensors == 0 or n_tensors > 1_000_000:
+        raise ModelLoadError(f"corrupt GGUF header ({n_tensors} tensors) in {p}")
+    return p
+
+
+class LlamaBackend:
+    """One loaded model and one context (KV cache) for it."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        _ensure_init()
+        self.config = config
+        path = check_gguf_file(config.model_path)
+        self.model_path = str(path)
+        self.n_threads = config.n_threads or physical_cores()
+        self.n_threads_batch = config.n_threads_batch or max(self.n_threads, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) or 1)
+
+        t0 = time.perf_counter()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.use_mmap = True
+        model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
+        if not model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {path}: the file is truncated, corrupt, or uses an "
+                "architecture this llama.cpp build does not know (see the log for details)"
+            )
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        cparams = llama_cpp.llama_context_default_params()
+        n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+        self.n_ctx = min(config.n_ctx, n_ctx_train) if n_ctx_train > 0 else config.n_ctx
+        cparams.n_ctx = self.n_ctx
+        cparams.n_batch = min(config.n_batch, self.n_ctx)
+        cparams.n_ubatch = cparams.n_batch
+        cparams.n_seq_max = 1
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads_batch
+        cparams.swa_full = True  # sliding-window models need the full cache for KV truncation
+        cparams.no_perf = True
+        cparams.embeddings = False
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            raise ModelLoadError(f"llama.cpp could not create a context for {path} (n_ctx={self.n_ctx}); out of memory?")
+        self._ctx = ctx
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self.n_batch = cparams.n_batch
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.load_ms = (time.perf_counter() - t0) * 1000
+
+        # KV bookkeeping: the tokens whose keys/values are in the cache, in order
+        self._tokens: list[int] = []
+        self._last_rows: list[int] = []  # positions (within the last batch) that have logits
+        self._tail_logits: np.ndarray | None = None  # copy of the logits after the last token
+        self._closed = False
+
+        self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
+        self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._pieces: list[bytes] | None = None
+        self.eval_calls = 0
+        log.info(
+            "loaded %s in %.0f ms (n_ctx=%d, threads=%d/%d, vocab=%d)",
+            path.name, self.load_ms, self.n_ctx, self.n_threads, self.n_threads_batch, self.n_vocab,
+        )
+
+    # ---- facts ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, object]:
+        buf = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(self._model, buf, 256)
+        return {
+            "path": self.model_path,
+            "description": buf.value.decode("utf-8", "replace"),
+            "size_bytes": os.path.getsize(self.model_path),
+            "n_params": int(llama_cpp.llama_model_n_params(self._model)),
+            "n_vocab": self.n_vocab,
+            "n_ctx": self.n_ctx,
+            "n_ctx_train": int(llama_cpp.llama_model_n_ctx_train(self._model)),
+            "n_swa": int(llama_cpp.llama_model_n_swa(self._model)),
+            "threads": self.n_threads,
+            "threads_batch": self.n_threads_batch,
+            "load_ms": round(self.load_ms, 1),
+        }
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1024)
+        n = llama_cpp.llama_model_meta_val_str(self._model, key.encode("utf-8"), buf, 1024)
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def token_text(self, tid: int) -> str:
+        """The vocabulary's raw text for a token (SentencePiece markers included)."""
+        return (llama_cpp.llama_vocab_get_text(self._vocab, tid) or b"").decode("utf-8", "replace")
+
+    def is_eog(self, tid: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, tid))
+
+    def is_control(self, tid: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_control(self._vocab, tid))
+
+    def special_ids(self) -> list[int]:
+        """Control, unknown and user-defined special tokens: never emitted as text."""
+        out = []
+        mask = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+        for tid in range(self.n_vocab):
+            if llama_cpp.llama_vocab_get_attr(self._vocab, tid) & mask or self.is_eog(tid):
+                out.append(tid)
+        return out
+
+    def llama_fim_ids(self) -> dict[str, int]:
+        """llama.cpp's own view of the FIM special tokens (-1 when absent); used to cross-check."""
+        v = self._vocab
+        return {
+            "pre": llama_cpp.llama_vocab_fim_pre(v),
+            "suf": llama_cpp.llama_vocab_fim_suf(v),
+            "mid": llama_cpp.llama_vocab_fim_mid(v),
+        }
+
+    def pieces(self) -> list[bytes]:
+        """The bytes each token contributes to the output (control tokens: their text)."""
+        if self._pieces is None:
+            buf = ctypes.create_string_buffer(512)
+            out = []
+            for tid in range(self.n_vocab):
+                n = llama_cpp.llama_token_to_piece(self._vocab, tid, buf, 512, 0, True)
+                out.append(buf.raw[: max(n, 0)])
+            self._pieces = out
+        return self._pieces
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        data = text.encode("utf-8", "surrogatepass")
+        cap = len(data) + 8
+        arr = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), arr, cap, add_bos, special)
+        if n < 0:
+            cap = -n
+            arr = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), arr, cap, add_bos, special)
+            if n < 0:
+                raise RuntimeError(f"tokenization failed ({n})")
+        return list(arr[:n])
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        pieces = self.pieces()
+        return b"".join(pieces[t] for t in tokens)
+
+    # ---- KV cache ------------------------------------------------------------------------
+    @property
+    def tokens(self) -> list[int]:
+        """The tokens currently in the KV cache (a copy)."""
+        return list(self._tokens)
+
+    @property
+    def n_past(self) -> int:
+        return len(self._tokens)
+
+    def truncate(self, n: int) -> None:
+        """Roll the KV cache back to its first ``n`` tokens."""
+        if n >= len(self._tokens):
+            return
+        n = max(n, 0)
+        ok = llama_cpp.llama_memory_seq_rm(self._mem, 0, n, -1)
+        if not ok:
+            log.warning("partial KV removal refused; clearing the cache")
+            llama_cpp.llama_memory_clear(self._mem, True)
+            n = 0
+        del self._tokens[n:]
+        self._tail_logits = None
+
+    def reset(self) -> None:
+        llama_cpp.llama_memory_clear(self._mem, True)
+        self._tokens.clear()
+        self._tail_logits = None
+
+    def eval(self, tokens: Sequence[int], rows: str | Sequence[int] = "last") -> None:
+        """Append ``tokens`` to the context; compute logits for ``rows`` of them.
+
+        ``rows`` is "last", "all", or indices into ``tokens``. Logits are then read with
+        ``logits(k)`` where ``k`` indexes the requested rows in order (or -1 for the last one).
+        Side effect: the KV cache grows by ``len(tokens)``.
+        """
+        n = len(tokens)
+        if n == 0:
+            return
+        if len(self._tokens) + n > self.n_ctx:
+            raise ContextFullError(f"context full: {len(self._tokens)} + {n} tokens > n_ctx {self.n_ctx}")
+        if rows == "last":
+            want = {n - 1}
+        elif rows == "all":
+            want = set(range(n))
+        else:
+            want = {int(r) % n for r in rows}
+        b = self._batch
+        pos0 = len(self._tokens)
+        out_rows: list[int] = []
+        for start in range(0, n, self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            m = len(chunk)
+            b.n_tokens = m
+            for j, t in enumerate(chunk):
+                b.token[j] = t
+                b.pos[j] = pos0 + start + j
+                b.n_seq_id[j] = 1
+                b.seq_id[j][0] = 0
+                b.logits[j] = (start + j) in want
+            self.eval_calls += 1
+            rc = llama_cpp.llama_decode(self._ctx, b)
+            if rc != 0:
+                # the failed chunk is not in the cache; keep bookkeeping consistent
+                self._tokens.extend(tokens[:start])
+                self.truncate(pos0 + start)
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            self._tokens.extend(chunk)
+            out_rows = [j for j in range(m) if (start + j) in want]
+        # logits rows of the last chunk only are retrievable; callers ask for rows inside it
+        self._last_rows = out_rows
+        self._tail_logits = None
+        if (n - 1) in want:
+            self._tail_logits = self.logits(-1).copy()
+
+    def logits(self, k: int = -1) -> np.ndarray:
+        """Row ``k`` of the logits computed by the last ``eval`` (a view; copy to keep it)."""
+        idx = k if k < 0 else self._last_rows[k]
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, idx)
+        if not ptr:
+            raise RuntimeError(f"no logits for row {k}")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def eval_prompt(self, tokens: Sequence[int]) -> tuple[int, int]:
+        """Make the KV cache hold exactly ``tokens``, reusing the longest common prefix.
+
+        Returns (reused, evaluated). Afterwards ``tail_logits()`` are the logits after the last
+        prompt token.
+        """
+        if not tokens:
+            raise ValueError("tokens: the prompt is empty")
+        cur = self._tokens
+        lcp = 0
+        limit = min(len(cur), len(tokens))
+        # fast path: compare in numpy for long prompts
+        if limit:
+            a = np.asarray(cur[:limit], dtype=np.int64)
+            bb = np.asarray(tokens[:limit], dtype=np.int64)
+            diff = np.nonzero(a != bb)[0]
+            lcp = int(diff[0]) if len(diff) else limit
+        if lcp == len(tokens) and len(cur) == len(tokens) and self._tail_logits is not None:
+            return lcp, 0
+        if lcp == len(tokens):
+            lcp -= 1  # need the logits of the last prompt token: evaluate it again
+        self.truncate(lcp)
+        self.eval(list(tokens[lcp:]), rows="last")
+        return lcp, len(tokens) - lcp
+
+    def tail_logits(self) -> np.ndarray:
+        """Logits after the last token in the cache (valid after eval_prompt / eval with last row)."""
+        if self._tail_logits is None:
+            raise RuntimeError("no logits for the end of the cache")
+        return self._tail_logits
+
+    def warm_up(self) -> None:
+        """Run one tiny evaluation so the first real request does not pay for set-up."""
+        first = self.bos_id if self.bos_id >= 0 else 0
+        self.eval([first, first], rows="last")
+        self.reset()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
+        except Exception:  # pragma: no cover
+            log.debug("error while freeing the model", exc_info=True)
+
+    def __del__(self) -> None:  # pragma: no cover
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class ContextFullError(RuntimeError):
+    """The KV cache cannot hold more tokens."""

@@ -1,0 +1,127 @@
+"""Settings shared by every front end (LSP server, CLI, JSON-lines), validated in one place.
+
+Keys are accepted in snake_case or camelCase (``max_tokens`` / ``maxTokens``). ``Settings.merge``
+returns the new settings *and* a list of readable problems; a bad value keeps the previous one,
+so a typo in an editor's configuration never stops completions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["Settings"]
+
+_LINE_MODES = ("auto", "single", "multi")
+_AUTOMATIC = ("on", "single", "off")
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a user can configure. Defaults are what ``steercode`` does out of the box."""
+
+    enable: bool = True
+    model_path: str | None = None  # None: the embedded Gemma-3-270M
+    threads: int = 0  # decode threads; 0: physical cores
+    threads_batch: int = 0  # prompt threads; 0: all cores
+    context_size: int = 4096  # KV cache size (n_ctx)
+    context_tokens: int = 1024  # prompt budget for the text before the cursor
+    suffix_tokens: int = 256  # prompt budget for the text after the cursor (FIM models)
+    max_tokens: int = 64
+    max_lines: int = 8
+    line_mode: str = "auto"  # auto | single | multi
+    automatic: str = "on"  # what Automatic (as-you-type) triggers get: on | single | off
+    fim_template: str = "auto"  # auto | none | a template name (see completion.fim)
+    token_healing: bool = True
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    model_wait_ms: int = 15000  # how long a request waits for the model to load
+
+    # ---- validation ------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Readable descriptions of invalid values (empty when all is well)."""
+        p: list[str] = []
+
+        def rng(name: str, lo: float, hi: float) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                p.append(f"{name} must be a number between {lo} and {hi}, got {v!r}")
+
+        rng("threads", 0, 256)
+        rng("threads_batch", 0, 256)
+        rng("context_size", 256, 131072)
+        rng("context_tokens", 16, 65536)
+        rng("suffix_tokens", 0, 65536)
+        rng("max_tokens", 1, 4096)
+        rng("max_lines", 1, 200)
+        rng("temperature", 0.0, 5.0)
+        rng("seed", 0, 2**32 - 1)
+        rng("model_wait_ms", 0, 600000)
+        if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+            p.append(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.line_mode not in _LINE_MODES:
+            p.append(f"line_mode must be one of {', '.join(_LINE_MODES)}, got {self.line_mode!r}")
+        if self.automatic not in _AUTOMATIC:
+            p.append(f"automatic must be one of {', '.join(_AUTOMATIC)}, got {self.automatic!r}")
+        if not isinstance(self.fim_template, str):
+            p.append(f"fim_template must be a string, got {self.fim_template!r}")
+        else:
+            from .fim import template_by_name
+
+            if self.fim_template not in ("auto", "none"):
+                try:
+                    template_by_name(self.fim_template)
+                except ValueError as exc:
+                    p.append(str(exc))
+        if self.model_path is not None and not isinstance(self.model_path, str):
+            p.append(f"model_path must be a string, got {self.model_path!r}")
+        for name in ("enable", "token_healing"):
+            if not isinstance(getattr(self, name), bool):
+                p.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.context_tokens, int) and isinstance(self.context_size, int) and isinstance(self.max_tokens, int):
+            if self.context_tokens + self.suffix_tokens + self.max_tokens + 64 > self.context_size:
+                p.append(
+                    f"context_tokens + suffix_tokens + max_tokens ({self.context_tokens}+{self.suffix_tokens}+"
+                    f"{self.max_tokens}) must leave room in context_size ({self.context_size})"
+                )
+        return p
+
+    def merge(self, changes: Mapping[str, Any] | None) -> tuple[Settings, list[str]]:
+        """Apply ``changes`` (snake or camel case keys); bad or unknown entries are reported and skipped."""
+        if changes is None:
+            return self, []
+        if not isinstance(changes, Mapping):
+            return self, [f"settings must be an object, got {type(changes).__name__}"]
+        names = {f.name: f for f in fields(self)}
+        problems: list[str] = []
+        current = self
+        for raw_key, value in changes.items():
+            key = _snake(str(raw_key))
+            if key not in names:
+                problems.append(f"unknown setting {raw_key!r} (ignored)")
+                continue
+            if key == "model_path" and value == "":
+                value = None
+            if isinstance(value, float) and value.is_integer() and isinstance(getattr(self, key), int) and not isinstance(getattr(self, key), bool):
+                value = int(value)
+            candidate = dataclasses.replace(current, **{key: value})
+            errs = [e for e in candidate.problems() if e.startswith(key) or key in e.split(" ")[0]]
+            if errs:
+                problems.extend(errs)
+                continue
+            current = candidate
+        errs = current.problems()
+        if errs:  # cross-field problem: refuse the whole change
+            return self, problems + errs
+        return current, problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,274 @@
+"""Single- vs multi-line, and when to stop: stream filters on the text after the cursor.
+
+``decide_line_mode`` looks at the syntax at the cursor (tree-sitter where there is a grammar):
+text after the cursor, a string or comment, or an open bracket -> finish the line; an empty
+line or the end of a block opener -> a block of up to ``max_lines`` lines.
+
+``StopRules.feed(text)`` is called with the text generated after the cursor after every token
+and returns where to cut when generation should stop:
+
+* single-line: the end of the line; an unmatched closing bracket that the rest of the line
+  already supplies;
+* multi-line: a line indented less than the block; two blank lines; ``max_lines``; a line that
+  equals the next non-blank line below the cursor (never repeat what is already there); the same
+  line three times in a row.
+
+``StopRules.finish(text)`` applies the same rules to the final text and trims it (trailing
+whitespace, the part of the line that is already after the cursor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitors.syntax import canonical_language, cursor_syntax
+
+from .document import line_bounds
+
+__all__ = ["LineMode", "StopRules", "decide_line_mode"]
+
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_SUFFIX_OK = set(")]}\"'`;:,. \t")
+
+
+@dataclass(frozen=True)
+class LineMode:
+    multiline: bool
+    max_lines: int
+    reason: str
+
+
+def _indent_width(line: str) -> int:
+    width = 0
+    for ch in line:
+        if ch == " ":
+            width += 1
+        elif ch == "\t":
+            width += 4
+        else:
+            break
+    return width
+
+
+def _opens_block(before: str, language: str | None) -> bool:
+    s = before.rstrip()
+    if not s:
+        return False
+    key = canonical_language(language)
+    if key == "python" or language in (None, "plaintext"):
+        if s.endswith(":"):
+            return True
+    if key != "python" and s.endswith(("{", "=>")):
+        return True
+    return False
+
+
+def decide_line_mode(text: str, offset: int, language: str | None, policy: str = "auto", max_lines: int = 8) -> LineMode:
+    """Single-line or a block, from the syntax at the cursor and the configured policy."""
+    if policy == "single" or max_lines <= 1:
+        return LineMode(False, 1, "policy: single-line")
+    start, end = line_bounds(text, offset)
+    before = text[start:offset]
+    after = text[offset:end]
+    if after.strip() and not set(after.strip()) <= _SUFFIX_OK:
+        return LineMode(False, 1, "text after the cursor")
+    if policy == "multi":
+        return LineMode(True, max_lines, "policy: multi-line")
+    syn = cursor_syntax(text, offset, language)
+    if syn is not None:
+        if syn.in_comment:
+            return LineMode(False, 1, "in a comment")
+        if syn.in_string:
+            return LineMode(False, 1, "in a string")
+    if not before.strip():
+        if syn is not None and syn.open_brackets:
+            return LineMode(True, max_lines, "empty line inside brackets")
+        return LineMode(True, max_lines, "empty line")
+    if _opens_block(before, language):
+        return LineMode(True, max_lines, "after a block opener")
+    if syn is not None and syn.open_brackets:
+        return LineMode(False, 1, "inside brackets")
+    return LineMode(False, 1, "mid-statement: finish the line")
+
+
+class StopRules:
+    """Stream filter for one request (see the module docstring)."""
+
+    def __init__(self, text: str, offset: int, mode: LineMode) -> None:
+        self.mode = mode
+        start, end = line_bounds(text, offset)
+        self.line_before = text[start:offset]
+        self.line_after = text[offset:end].rstrip()
+        self.cursor_line_blank = not self.line_before.strip()
+        self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])
+        # the next non-blank lines below the cursor line
+        below: list[str] = []
+        pos = end
+        while pos < len(text) and len(below) < 3:
+            nl = text.find("\n", pos + 1)
+            line = text[pos + 1 : nl if nl >= 0 else len(text)].rstrip("\r")
+            if line.strip():
+                below.append(line)
+            if nl < 0:
+                break
+            pos = nl
+        self.below = below
+        self.reason = ""
+
+    # ---- streaming -------------------------------------------------------------------------
+    def feed(self, gen: str) -> int | None:
+        """Where to cut ``gen`` if generation should stop now, else None."""
+        if not self.mode.multiline:
+            nl = gen.find("\n")
+            cut = self._closer_cut(gen[: nl if nl >= 0 else len(gen)])
+            if cut is not None:
+                self.reason = "line suffix"
+                return cut
+            if nl >= 0:
+                self.reason = "end of line"
+                return nl
+            return None
+        return self._block_cut(gen, final=False)
+
+    def _scan(self, line: str, stack: list[str], quote: str | None, stop_below: int | None = None):
+        """Bracket/quote scan of ``line`` from (stack, quote); with ``stop_below``, also find the
+        index where a closer matching the line suffix's first character takes the stack below
+        that depth (the suggestion closing what the cursor line already closes)."""
+        after = self.line_after.lstrip()
+        escaped = False
+        for i, ch in enumerate(line):
+            if quote:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == quote:
+                    quote = None
+                continue
+            if ch in "\"'`":
+                quote = ch
+            elif ch in _OPENERS:
+                stack.append(ch)
+            elif ch in _CLOSERS:
+                if stack and stack[-1] == _CLOSERS[ch]:
+                    stack.pop()
+                    if stop_below is not None and len(stack) < stop_below and after[:1] == ch:
+                        return i, stack, quote
+        return None, stack, quote
+
+    def _closer_cut(self, line: str) -> int | None:
+        """Index where the suggestion starts closing what the rest of the cursor line closes."""
+        after = self.line_after.lstrip()
+        if not after or after[0] not in ")]}\"'`":
+            return None
+        _, stack, quote = self._scan(self.line_before, [], None)
+        base = len(stack)
+        if quote and after[0] == quote:
+            # the cursor is inside a string the line suffix closes: stop at its closing quote
+            return self._closer_in_string(line, quote)
+        cut, _, _ = self._scan(line, list(stack), quote, stop_below=base)
+        return cut
+
+    @staticmethod
+    def _closer_in_string(line: str, quote: str) -> int | None:
+        escaped = False
+        for i, ch in enumerate(line):
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                return i
+        return None
+
+    def _block_cut(self, gen: str, *, final: bool) -> int | None:
+        lines = gen.split("\n")
+        complete = lines if final else lines[:-1]  # the last line may still grow
+        offsets = []
+        pos = 0
+        for line in lines:
+            offsets.append(pos)
+            pos += len(line) + 1
+        block_indent: int | None = None
+        if self.cursor_line_blank:
+            block_indent = _indent_width(self.line_before + lines[0]) if lines[0].strip() else None
+        blank_run = 0
+        nonblank = 0
+        repeat_run = 1
+        prev = None
+        for i, line in enumerate(complete):
+            stripped = line.strip()
+            if i == 0 and not self.cursor_line_blank:
+                continue  # the rest of the cursor line
+            full = (self.line_before + line) if i == 0 else line
+            if not stripped:
+                blank_run += 1
+                if blank_run >= 2 and nonblank:
+                    self.reason = "two blank lines"
+                    return offsets[i - 1] - 1 if i > 0 else 0
+                continue
+            blank_run = 0
+            indent = _indent_width(full)
+            if block_indent is None:
+                if not self.cursor_line_blank and indent <= self.line_indent:
+                    self.reason = "no indented block after the opener"
+                    return max(offsets[i] - 1, 0)
+                block_indent = indent
+            elif indent < block_indent:
+                self.reason = "dedent"
+                return max(offsets[i] - 1, 0)
+            if self.below and stripped == self.below[0].strip() and (i > 0 or self.cursor_line_blank):
+                self.reason = "repeats the line below"
+                return max(offsets[i] - 1, 0)
+            if stripped == prev:
+                repeat_run += 1
+                if repeat_run >= 3:
+                    self.reason = "repeating line"
+                    return max(offsets[i] - 1, 0)
+            else:
+                repeat_run = 1
+            prev = stripped
+            nonblank += 1
+            if nonblank > self.mode.max_lines:
+                self.reason = "max lines"
+                return max(offsets[i] - 1, 0)
+        return None
+
+    def _supplies_own_closers(self, line: str, after: str) -> bool:
+        """True when ``line`` already closes what ``after`` would close (so ``after`` repeats)."""
+        _, before_stack, before_quote = self._scan(self.line_before, [], None)
+        _, full_stack, full_quote = self._scan(line, list(before_stack), before_quote)
+        closers = sum(ch in _CLOSERS for ch in after)
+        return full_quote is None and len(full_stack) <= len(before_stack) - closers
+
+    # ---- final text ------------------------------------------------------------------------
+    def finish(self, gen: str) -> str:
+        """The suggestion to show: ``gen`` cut by the rules and trimmed."""
+        if not self.mode.multiline:
+            nl = gen.find("\n")
+            line = gen if nl < 0 else gen[:nl]
+            cut = self._closer_cut(line)
+            if cut is not None:
+                line = line[:cut]
+            line = line.rstrip()
+            after = self.line_after.strip()
+            if after and line.endswith(after) and self._supplies_own_closers(line, after):
+                line = line[: len(line) - len(after)].rstrip()
+            if not line.strip():
+                return ""
+            return line
+        cut = self._block_cut(gen, final=True)
+        if cut is not None:
+            gen = gen[:cut]
+        lines = [ln.rstrip() for ln in gen.split("\n")]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        out = "\n".join(lines)
+        if not out.strip():
+            return ""
+        if self.cursor_line_blank and self.below:
+            first = next((ln for ln in lines if ln.strip()), "")
+            if first.strip() == self.below[0].strip():
+                return ""
+        return out

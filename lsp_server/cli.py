@@ -1,0 +1,395 @@
+"""``steercode`` command line: serve | complete | stdio | doctor.
+
+Positions on the command line and in JSON lines are 0-based (line, character) with the character
+counted in code points, as LSP does with UTF-32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+log = logging.getLogger("steercode")
+
+
+def _setup_logging(level: str, log_file: str | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers = [logging.FileHandler(log_file, encoding="utf-8")]
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.getLogger("pygls").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("steercode.llama").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _settings_from_args(args: argparse.Namespace):
+    from completion.settings import Settings
+
+    changes: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        changes["model_path"] = args.model
+    if getattr(args, "threads", None) is not None:
+        changes["threads"] = args.threads
+    if getattr(args, "max_tokens", None) is not None:
+        changes["max_tokens"] = args.max_tokens
+    if getattr(args, "line_mode", None):
+        changes["line_mode"] = args.line_mode
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise SystemExit(f"steercode: --set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            changes[key] = value
+    settings, problems = Settings().merge(changes)
+    if problems:
+        raise SystemExit("steercode: " + "; ".join(problems))
+    return settings
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="GGUF model file (default: the embedded Gemma-3-270M)")
+    p.add_argument("--threads", type=int, help="decode threads (default: physical cores)")
+    p.add_argument("--max-tokens", type=int, help="most tokens to generate")
+    p.add_argument("--line-mode", choices=["auto", "single", "multi"], help="single/multi-line policy")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting (repeatable), e.g. --set context_tokens=512")
+
+
+# ---------------------------------------------------------------------------------------------
+# serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level, args.log_file)
+    settings = _settings_from_args(args)
+    from .server import create_server
+
+    server = create_server(settings)
+    if args.tcp:
+        host, _, port_s = args.tcp.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            port = int(port_s)
+        except ValueError:
+            print(f"steercode: --tcp expects HOST:PORT, got {args.tcp!r}", file=sys.stderr)
+            return 2
+        if not args.allow_remote:
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                print(
+                    f"steercode: refusing to listen on non-loopback address {host!r}; pass --allow-remote to do so",
+                    file=sys.stderr,
+                )
+                return 2
+        log.warning("listening on %s:%d", host, port)
+        server.start_tcp(host, port)
+    else:
+        server.start_io()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# complete
+
+
+def _read_text(path: str) -> str:
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); steercode completes text files only"
+        ) from None
+
+
+def _completion_json(text: str, comp) -> dict[str, Any]:
+    from completion.document import offset_to_position
+
+    sl, sc = offset_to_position(text, comp.range_start)
+    el, ec = offset_to_position(text, comp.range_end)
+    return {
+        "completion": comp.insert_text,
+        "range": {"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}},
+        "multiline": comp.multiline,
+        "stats": comp.stats,
+    }
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    from completion.document import PositionError, position_to_offset
+    from completion.engine import CompletionRequest, Engine, ModelLoadError
+    from monitors.syntax import language_for_path
+
+    settings = _settings_from_args(args)
+    try:
+        text = _read_text(args.file)
+        offset = position_to_offset(text, args.line, args.character, clamp_character=False)
+    except (OSError, ValueError, PositionError) as exc:
+        msg = exc.strerror + f": {args.file}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"steercode: {msg}", file=sys.stderr)
+        return 2
+    engine = Engine(settings)
+    t0 = time.perf_counter()
+    try:
+        engine.load()
+    except ModelLoadError as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 3
+    load_ms = (time.perf_counter() - t0) * 1000
+    req = CompletionRequest(
+        text=text, offset=offset, language=args.language or language_for_path(args.file), path=args.file
+    )
+    comp = engine.complete(req)
+    if args.json:
+        out = _completion_json(text, comp)
+        out["stats"] = dict(out["stats"], model_load_ms=round(load_ms, 1))
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        sys.stdout.write(comp.insert_text + ("\n" if comp.insert_text else ""))
+        if args.verbose:
+            s = comp.stats
+            print(
+                f"[steercode] model load {load_ms:.0f} ms; completion {s['total_ms']:.0f} ms: prompt "
+                f"{s['prompt_tokens']} tokens ({s['reused_tokens']} reused) in {s['prompt_ms']:.0f} ms, "
+                f"{s['generated_tokens']} tokens generated in {s['decode_ms']:.0f} ms; {s['line_mode']}-line "
+                f"({s['line_mode_reason']}), stop: {s['stop_reason']}",
+                file=sys.stderr,
+            )
+    engine.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# stdio (JSON lines)
+
+_REQUEST_FIELDS = {"id", "path", "text", "line", "character", "language", "trigger", "options"}
+
+
+def _stdio_error(rid: Any, code: str, message: str) -> dict[str, Any]:
+    return {"id": rid, "error": {"code": code, "message": message}}
+
+
+def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
+    """One JSON-lines request -> one response object (None for a blank line)."""
+    from completion.decoding import Cancelled
+    from completion.document import PositionError, position_to_offset
+    from completion.engine import CompletionRequest, EngineNotReady, ModelLoadError
+    from monitors.syntax import language_for_path
+
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return _stdio_error(None, "parse_error", f"the line is not UTF-8 ({exc.reason} at byte {exc.start})")
+    except ValueError as exc:
+        return _stdio_error(None, "parse_error", f"the line is not valid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return _stdio_error(None, "invalid_request", "a request must be a JSON object")
+    rid = obj.get("id")
+    try:
+        text = obj.get("text")
+        path = obj.get("path")
+        if text is None:
+            if not path:
+                return _stdio_error(rid, "invalid_request", "give 'text' (the document) or 'path' (a file to read)")
+            text = _read_text(path)
+        if not isinstance(text, str):
+            return _stdio_error(rid, "invalid_request", "'text' must be a string")
+        for key in ("line", "character"):
+            if key not in obj:
+                return _stdio_error(rid, "invalid_request", f"missing {key!r}")
+        offset = position_to_offset(text, obj["line"], obj["character"], clamp_character=False)
+        options = dict(obj.get("options") or {})
+        options.update({k: v for k, v in obj.items() if k not in _REQUEST_FIELDS})
+        req = CompletionRequest(
+            text=text,
+            offset=offset,
+            language=obj.get("language") or language_for_path(path),
+            path=path,
+            trigger=obj.get("trigger", "invoked"),
+            options=options,
+        )
+        if not engine.ready:
+            if engine.load_error:
+                return _stdio_error(rid, "model_error", engine.load_error)
+            engine.load()
+        comp = engine.complete(req)
+    except PositionError as exc:
+        return _stdio_error(rid, "invalid_position", str(exc))
+    except OSError as exc:
+        return _stdio_error(rid, "io_error", f"{exc.strerror or exc}: {path}")
+    except ModelLoadError as exc:
+        return _stdio_error(rid, "model_error", str(exc))
+    except (EngineNotReady, Cancelled) as exc:
+        return _stdio_error(rid, "not_ready", str(exc))
+    except ValueError as exc:
+        return _stdio_error(rid, "invalid_request", str(exc))
+    except Exception as exc:  # a bug: report it, keep serving
+        log.exception("request %r failed", rid)
+        return _stdio_error(rid, "internal_error", f"{type(exc).__name__}: {exc}")
+    out = _completion_json(text, comp)
+    return {"id": rid, **out}
+
+
+def cmd_stdio(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    from completion.engine import Engine
+
+    engine = Engine(_settings_from_args(args))
+    stdin = sys.stdin.buffer
+    stdout = sys.stdout
+    for line in stdin:
+        resp = handle_stdio_line(engine, line)
+        if resp is None:
+            continue
+        stdout.write(json.dumps(resp, ensure_ascii=False) + "\n")
+        stdout.flush()
+    engine.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# doctor
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    import platform
+
+    problems: list[str] = []
+
+    def row(name: str, value: Any) -> None:
+        print(f"  {name:<22} {value}")
+
+    print(f"steercode {__version__}")
+    row("python", f"{platform.python_version()} ({sys.executable})")
+    if sys.version_info < (3, 11):
+        problems.append("Python 3.11 or newer is required")
+    from importlib import metadata
+
+    for dist in ("llama-cpp-python", "pygls", "lsprotocol", "jedi", "multilspy", "tree-sitter", "numpy"):
+        try:
+            row(dist, metadata.version(dist))
+        except metadata.PackageNotFoundError:
+            row(dist, "MISSING")
+            problems.append(f"{dist} is not installed")
+    try:
+        from completion.backend import llama_build_info, physical_cores
+
+        info = llama_build_info()
+        row("llama.cpp build", info["system_info"][:160])
+        row("cores", f"{physical_cores()} physical, {os.cpu_count()} logical")
+    except Exception as exc:
+        problems.append(f"llama-cpp-python does not load: {exc}")
+    from monitors.syntax import available_grammars
+
+    for key, state in available_grammars().items():
+        row(f"tree-sitter {key}", state)
+        if state != "ok":
+            problems.append(f"tree-sitter grammar {key}: {state}")
+    from completion.models import cache_dir
+
+    row("cache dir", cache_dir())
+    settings = _settings_from_args(args)
+    from completion.engine import CompletionRequest, Engine, ModelLoadError
+
+    engine = Engine(settings)
+    try:
+        t0 = time.perf_counter()
+        engine.load()
+        d = engine.describe()
+        row("model", d["path"])
+        row("model size", f"{d['size_bytes'] / 1e6:.1f} MB, {d['n_params'] / 1e6:.0f}M params, {d['description']}")
+        row("vocabulary", f"{d['n_vocab']} tokens, FIM template: {d['template']}")
+        row("context", f"{d['n_ctx']} tokens (trained {d['n_ctx_train']}), sliding window {d['n_swa']}")
+        row("threads", f"{d['threads']} decode / {d['threads_batch']} prompt")
+        row("load time", f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+        if not args.no_complete:
+            text = "def add(a, b):\n    return "
+            comp = engine.complete(CompletionRequest(text=text, offset=len(text), language="python"))
+            row("test completion", f"{comp.insert_text!r} in {comp.stats['total_ms']:.0f} ms")
+            if not comp.insert_text:
+                problems.append("the test completion came back empty")
+    except ModelLoadError as exc:
+        row("model", f"FAILED: {exc}")
+        problems.append(str(exc))
+    finally:
+        engine.close()
+    if problems:
+        print("problems:")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print("no problems found")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="steercode", description="Local AI code completion steered by static analysis.")
+    p.add_argument("--version", action="version", version=f"steercode {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the LSP server (stdio by default)")
+    s.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio (loopback only unless --allow-remote)")
+    s.add_argument("--allow-remote", action="store_true", help="allow --tcp on a non-loopback address")
+    s.add_argument("--log-file", help="write the server log here instead of stderr")
+    s.add_argument("--log-level", default="info", help="debug, info, warning, error (default: info)")
+    _add_model_args(s)
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("complete", help="one completion at a cursor in a file")
+    c.add_argument("file")
+    c.add_argument("--line", type=int, required=True, help="0-based line")
+    c.add_argument("--character", type=int, required=True, help="0-based column in code points")
+    c.add_argument("--language", help="language id (default: from the file name)")
+    c.add_argument("--json", action="store_true", help="print JSON with the range and timings")
+    c.add_argument("-v", "--verbose", action="store_true", help="print timings to stderr")
+    c.add_argument("--log-level", default="warning")
+    _add_model_args(c)
+    c.set_defaults(func=cmd_complete)
+
+    j = sub.add_parser("stdio", help="JSON-lines requests on stdin, responses on stdout")
+    j.add_argument("--log-level", default="warning")
+    _add_model_args(j)
+    j.set_defaults(func=cmd_stdio)
+
+    d = sub.add_parser("doctor", help="check the installation and the model")
+    d.add_argument("--no-complete", action="store_true", help="do not run a test completion")
+    d.add_argument("--log-level", default="error")
+    _add_model_args(d)
+    d.set_defaults(func=cmd_doctor)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

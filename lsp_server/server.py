@@ -1,0 +1,346 @@
+"""The LSP server: thin handlers that convert LSP data, delegate to the engine, convert back.
+
+Every completion handler does the same four things: get the document snapshot, convert the
+position to a code-point offset, run ``Engine.complete`` on the scheduler's worker thread,
+convert the result with an ``lsp_*`` function. Nothing here knows how completions are made.
+
+Robustness rules (the server keeps serving whatever the client sends):
+* bad positions / unknown documents / invalid params -> a -32602 error with a readable message;
+* a message that cannot be deserialized gets an error response (pygls 1.3 would drop it, and
+  the rest of its read buffer, silently);
+* requests before the model is ready wait up to ``model_wait_ms``, then return no suggestion
+  with one log line; a model that fails to load is reported once with ``window/showMessage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.server import LanguageServer
+
+from completion.decoding import Cancelled
+from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError
+from completion.settings import Settings
+from monitors.syntax import language_for_path
+
+from . import __version__
+from .lsp_utils import PositionError, lsp_completion_list, lsp_inline_list, offset_at
+from .scheduling import Scheduler
+
+log = logging.getLogger("steercode.server")
+
+__all__ = ["SteercodeProtocol", "SteercodeServer", "create_server"]
+
+STATUS_REQUEST = "steercode/status"
+
+
+def _short_validation_error(exc: BaseException) -> str:
+    try:
+        from cattrs import transform_error
+
+        msgs = transform_error(exc)  # type: ignore[arg-type]
+        if msgs:
+            return "; ".join(msgs[:3])
+    except Exception:
+        pass
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {cause}"[:300]
+
+
+class SteercodeProtocol(LanguageServerProtocol):
+    """pygls protocol with inline completion advertised and robust message handling."""
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> types.InitializeResult:
+        result = super().lsp_initialize(params)
+        # pygls 1.3 registers the handler but never advertises the capability
+        result.capabilities.inline_completion_provider = types.InlineCompletionOptions()
+        server = self._server
+        if isinstance(server, SteercodeServer):
+            server.on_initialize(params)
+        return result
+
+    def _execute_request_callback(self, msg_id, future):  # noqa: D401 - pygls override
+        """Send JsonRpcExceptions raised by handlers with their own code and message."""
+        if not future.cancelled():
+            exc = future.exception()
+            if isinstance(exc, JsonRpcException):
+                self._request_futures.pop(msg_id, None)
+                self._send_response(msg_id, error=exc.to_response_error())
+                return
+        super()._execute_request_callback(msg_id, future)
+
+    def _data_received(self, data: bytes) -> None:
+        """Frame messages; a message that fails to parse is answered, never silently dropped."""
+        while len(data):
+            self._message_buf.append(data)
+            message = b"".join(self._message_buf)
+            found = self.MESSAGE_PATTERN.fullmatch(message)
+            body = found.group("body") if found else b""
+            length = int(found.group("length")) if found else 1
+            if len(body) < length:
+                return
+            body, data = body[:length], body[length:]
+            self._message_buf = []
+            self._handle_body(body)
+
+    def _handle_body(self, body: bytes) -> None:
+        try:
+            raw = json.loads(body.decode(self.CHARSET))
+        except (UnicodeDecodeError, ValueError) as exc:
+            log.error("unparseable message (%s): %r", exc, body[:200])
+            self._send_response(None, error=types.ResponseError(code=-32700, message=f"parse error: {exc}"))
+            return
+        try:
+            msg = self._deserialize_message(raw) if isinstance(raw, dict) else raw
+        except Exception as exc:
+            method = raw.get("method") if isinstance(raw, dict) else None
+            reason = _short_validation_error(exc.__cause__ or exc)
+            log.error("invalid %s message: %s", method, reason)
+            if isinstance(raw, dict) and "id" in raw and method:
+                self._send_response(
+                    raw["id"],
+                    error=types.ResponseError(code=-32602, message=f"invalid params for {method}: {reason}"),
+                )
+            return
+        try:
+            self._procedure_handler(msg)
+        except Exception:
+            log.exception("error while handling a message")
+
+
+class SteercodeServer(LanguageServer):
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(
+            "steercode",
+            __version__,
+            protocol_cls=SteercodeProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.base_settings = settings or Settings()
+        self.init_options: Any = None
+        self.engine = Engine(self.base_settings)
+        self.scheduler = Scheduler()
+        self.pending_problems: list[str] = []
+        self.last_stats: dict[str, Any] | None = None
+        self._ready: asyncio.Event | None = None
+        self._loading = False
+        self._not_ready_logged = 0.0
+        self.completions_served = 0
+
+    # ---- settings ------------------------------------------------------------------------
+    @staticmethod
+    def _section(value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("steercode"), dict):
+            return value["steercode"]
+        return value
+
+    def on_initialize(self, params: types.InitializeParams) -> None:
+        self.init_options = self._section(params.initialization_options)
+        settings, problems = self.base_settings.merge(self.init_options or {})
+        self.engine.update_settings(settings)
+        self.pending_problems = problems
+
+    def apply_settings(self, section: Any) -> list[str]:
+        """Settings are: defaults <- initializationOptions <- ``section``. Returns problems."""
+        settings, problems = self.base_settings.merge(self.init_options or {})
+        if section is not None:
+            settings, more = settings.merge(section)
+            problems += more
+        if self.engine.update_settings(settings):
+            self.start_loading()
+        return problems
+
+    def report_problems(self, problems: list[str]) -> None:
+        if problems:
+            msg = "steercode settings: " + "; ".join(problems)
+            log.warning(msg)
+            self.show_message(msg, types.MessageType.Warning)
+
+    # ---- model loading -------------------------------------------------------------------
+    def _ready_event(self) -> asyncio.Event:
+        if self._ready is None:
+            self._ready = asyncio.Event()
+        return self._ready
+
+    def start_loading(self) -> None:
+        self._ready_event().clear()
+        asyncio.ensure_future(self._load())
+
+    def _supports_progress(self) -> bool:
+        caps = self.client_capabilities
+        return bool(caps and caps.window and caps.window.work_done_progress)
+
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        token: str | None = None
+        if self._supports_progress():
+            token = f"steercode-load-{uuid.uuid4().hex[:8]}"
+            try:
+                await asyncio.wait_for(self.progress.create_async(token), 5)
+                self.progress.begin(token, types.WorkDoneProgressBegin(title="steercode", message="loading model", percentage=0))
+            except Exception:
+                log.debug("client did not accept a progress token", exc_info=True)
+                token = None
+
+        def progress(message: str, pct: int) -> None:
+            if token is not None:
+                loop.call_soon_threadsafe(
+                    self.progress.report, token, types.WorkDoneProgressReport(message=message, percentage=pct)
+                )
+
+        self._loading = True
+        end_message = "ready"
+        try:
+            await self.scheduler.call(lambda: self.engine.load(progress))
+            d = self.engine.describe()
+            self.show_message_log(f"steercode: model ready ({d.get('description')}, template {d.get('template')})", types.MessageType.Info)
+        except ModelLoadError as exc:
+            end_message = "model failed to load"
+            log.error("model failed to load: %s", exc)
+            self.show_message(f"steercode: {exc}", types.MessageType.Error)
+        except Exception as exc:  # pragma: no cover - defensive
+            end_message = "model failed to load"
+            log.exception("unexpected error while loading the model")
+            self.show_message(f"steercode: could not load the model: {exc}", types.MessageType.Error)
+        finally:
+            self._loading = False
+            if token is not None:
+                self.progress.end(token, types.WorkDoneProgressEnd(message=end_message))
+            self._ready_event().set()
+
+    async def _wait_ready(self) -> bool:
+        if self.engine.ready:
+            return True
+        if not self._loading and self.engine.load_error:
+            return False
+        try:
+            await asyncio.wait_for(self._ready_event().wait(), self.engine.settings.model_wait_ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+        return self.engine.ready
+
+    # ---- completion ----------------------------------------------------------------------
+    async def complete(self, uri: str, position: types.Position, trigger: str):
+        doc = self.workspace.text_documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(message=f"document not open: {uri} (send textDocument/didOpen first)")
+        text = doc.source
+        encoding = self.workspace.position_encoding
+        try:
+            offset = offset_at(text, position, encoding)
+        except PositionError as exc:
+            raise JsonRpcInvalidParams(message=f"invalid position ({position.line}, {position.character}): {exc}") from None
+        if not await self._wait_ready():
+            now = time.monotonic()
+            if now - self._not_ready_logged > 10:
+                self._not_ready_logged = now
+                reason = self.engine.load_error or "the model is still loading"
+                log.warning("no suggestion: %s", reason)
+                self.show_message_log(f"steercode: no suggestion ({reason})", types.MessageType.Warning)
+            return None
+        language = doc.language_id or language_for_path(doc.path)
+        req = CompletionRequest(text=text, offset=offset, language=language, path=doc.path, trigger=trigger)
+        try:
+            comp = await self.scheduler.run(uri, lambda token: self.engine.complete(req, token))
+        except Cancelled as exc:
+            log.info("request for %s %s", uri, exc.reason)
+            return None
+        except EngineNotReady as exc:
+            log.warning("no suggestion: %s", exc)
+            return None
+        except ValueError as exc:
+            raise JsonRpcInvalidParams(message=str(exc)) from None
+        except Exception as exc:
+            log.exception("completion failed")
+            raise JsonRpcInternalError(message=f"completion failed: {type(exc).__name__}: {exc}") from None
+        self.completions_served += 1
+        self.last_stats = dict(comp.stats, uri=uri, line=position.line, character=position.character)
+        s = comp.stats
+        log.info(
+            "completion %s:%d:%d %s %.0f ms (prompt %s/%s reused, %s generated, stop: %s) %r",
+            uri.rsplit("/", 1)[-1], position.line, position.character, s.get("line_mode"), s.get("total_ms", 0),
+            s.get("reused_tokens"), s.get("prompt_tokens"), s.get("generated_tokens"), s.get("stop_reason"),
+            comp.insert_text[:60],
+        )
+        return comp, text, encoding
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "ready": self.engine.ready,
+            "loading": self._loading,
+            "error": self.engine.load_error,
+            "model": self.engine.describe() if self.engine.ready else None,
+            "settings": self.engine.settings.as_dict(),
+            "completions": self.completions_served,
+            "last": self.last_stats,
+        }
+
+
+def create_server(settings: Settings | None = None) -> SteercodeServer:
+    """A server with every handler registered."""
+    server = SteercodeServer(settings)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: SteercodeServer, params: types.InitializedParams) -> None:
+        ls.report_problems(ls.pending_problems)
+        ls.pending_problems = []
+        ls.start_loading()
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION)
+    async def inline_completion(ls: SteercodeServer, params: types.InlineCompletionParams):
+        kind = params.context.trigger_kind if params.context else types.InlineCompletionTriggerKind.Invoked
+        trigger = "automatic" if kind == types.InlineCompletionTriggerKind.Automatic else "invoked"
+        out = await ls.complete(params.text_document.uri, params.position, trigger)
+        if out is None:
+            return types.InlineCompletionList(items=[])
+        comp, text, encoding = out
+        return lsp_inline_list(text, comp, encoding)
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))
+    async def completion(ls: SteercodeServer, params: types.CompletionParams):
+        kind = params.context.trigger_kind if params.context else types.CompletionTriggerKind.Invoked
+        trigger = "invoked" if kind == types.CompletionTriggerKind.Invoked else "automatic"
+        out = await ls.complete(params.text_document.uri, params.position, trigger)
+        if out is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        comp, text, encoding = out
+        return lsp_completion_list(text, comp, encoding)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: SteercodeServer, params: types.DidChangeConfigurationParams) -> None:
+        section = ls._section(params.settings)
+        if section in (None, {}) or not isinstance(section, dict):
+            caps = ls.client_capabilities
+            if caps and caps.workspace and caps.workspace.configuration:
+                try:
+                    result = await asyncio.wait_for(
+                        ls.get_configuration_async(
+                            types.ConfigurationParams(items=[types.ConfigurationItem(section="steercode")])
+                        ),
+                        5,
+                    )
+                    section = result[0] if result else None
+                except Exception:
+                    log.warning("workspace/configuration failed", exc_info=True)
+                    section = None
+        ls.report_problems(ls.apply_settings(section))
+
+    @server.feature(STATUS_REQUEST)
+    def status(ls: SteercodeServer, params: Any) -> dict[str, Any]:
+        return ls.status()
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: SteercodeServer, params: Any) -> None:
+        ls.scheduler.cancel_all("shutdown")
+
+    return server

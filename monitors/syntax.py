@@ -1,0 +1,279 @@
+"""tree-sitter helpers shared by the line-mode decision, the monitors and grammar constraints.
+
+Grammars come from per-language wheels (tree-sitter-python, -javascript, -typescript); nothing is
+downloaded at run time. Positions in steercode are code-point offsets into a ``str``; tree-sitter
+works in UTF-8 bytes, so the conversions live here too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import PurePath
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CursorSyntax",
+    "available_grammars",
+    "bracket_depth",
+    "byte_to_offset",
+    "canonical_language",
+    "cursor_syntax",
+    "language_for_path",
+    "offset_to_byte",
+    "parse",
+]
+
+# LSP languageId (and friendly aliases) -> grammar key
+_ALIASES = {
+    "python": "python",
+    "py": "python",
+    "javascript": "javascript",
+    "js": "javascript",
+    "javascriptreact": "javascript",
+    "jsx": "javascript",
+    "typescript": "typescript",
+    "ts": "typescript",
+    "typescriptreact": "tsx",
+    "tsx": "tsx",
+}
+
+_EXTENSIONS = {
+    ".py": "python",
+    ".pyi": "python",
+    ".pyw": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascriptreact",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".tsx": "typescriptreact",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".cc": "cpp",
+    ".hpp": "cpp",
+    ".rb": "ruby",
+    ".sh": "shellscript",
+    ".lua": "lua",
+    ".md": "markdown",
+    ".json": "json",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+}
+
+# grammar key -> (module, function)
+_GRAMMARS = {
+    "python": ("tree_sitter_python", "language"),
+    "javascript": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "tsx": ("tree_sitter_typescript", "language_tsx"),
+}
+
+_STRING_TYPES = {"string", "string_content", "string_fragment", "template_string", "string_start", "escape_sequence"}
+_COMMENT_TYPES = {"comment", "line_comment", "block_comment"}
+
+_local = threading.local()
+_lock = threading.Lock()
+_languages: dict[str, object] = {}
+
+
+def language_for_path(path: str | None) -> str:
+    """LSP-style language id guessed from a file name ('plaintext' when unknown)."""
+    if not path:
+        return "plaintext"
+    return _EXTENSIONS.get(PurePath(path).suffix.lower(), "plaintext")
+
+
+def canonical_language(language: str | None) -> str | None:
+    """The grammar key for an LSP language id, or None when steercode has no grammar for it."""
+    if not language:
+        return None
+    return _ALIASES.get(language.lower())
+
+
+def _language(key: str):
+    with _lock:
+        if key not in _languages:
+            from tree_sitter import Language
+
+            module_name, func = _GRAMMARS[key]
+            module = importlib.import_module(module_name)
+            _languages[key] = Language(getattr(module, func)())
+        return _languages[key]
+
+
+def _parser(key: str):
+    parsers = getattr(_local, "parsers", None)
+    if parsers is None:
+        parsers = _local.parsers = {}
+    if key not in parsers:
+        from tree_sitter import Parser
+
+        parsers[key] = Parser(_language(key))
+    return parsers[key]
+
+
+def available_grammars() -> dict[str, str]:
+    """Grammar key -> 'ok' or the reason it cannot be loaded (for ``steercode doctor``)."""
+    out: dict[str, str] = {}
+    for key in _GRAMMARS:
+        try:
+            _language(key)
+            out[key] = "ok"
+        except Exception as exc:  # a missing wheel must not break anything else
+            out[key] = f"unavailable: {exc}"
+    return out
+
+
+def parse(text: str, language: str | None):
+    """Parse ``text``; returns (tree, utf8_bytes) or None when there is no grammar."""
+    key = canonical_language(language)
+    if key is None:
+        return None
+    try:
+        data = text.encode("utf-8", "surrogatepass")
+        return _parser(key).parse(data), data
+    except Exception:
+        log.warning("tree-sitter parse failed for %s", language, exc_info=True)
+        return None
+
+
+def offset_to_byte(text: str, offset: int) -> int:
+    """UTF-8 byte offset of code-point ``offset`` in ``text``."""
+    return len(text[:offset].encode("utf-8", "surrogatepass"))
+
+
+def byte_to_offset(data: bytes, byte: int) -> int:
+    """Code-point offset of UTF-8 byte ``byte`` in ``data`` (rounded down inside a character)."""
+    return len(data[:byte].decode("utf-8", "ignore"))
+
+
+@dataclass(frozen=True)
+class CursorSyntax:
+    """What the syntax tree says about the cursor position."""
+
+    in_string: bool = False
+    in_comment: bool = False
+    open_brackets: int = 0  # enclosing brackets opened before the cursor and not closed before it
+    has_error: bool = False
+
+
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {")", "]", "}"}
+
+
+def cursor_syntax(text: str, offset: int, language: str | None) -> CursorSyntax | None:
+    """Classify the cursor position with tree-sitter; None when the language has no grammar."""
+    parsed = parse(text, language)
+    if parsed is None:
+        return None
+    tree, data = parsed
+    b = offset_to_byte(text, offset)
+    root = tree.root_node
+    # the node immediately left of the cursor decides strings/comments
+    probe = max(b - 1, 0)
+    node = root.descendant_for_byte_range(probe, b) if len(data) else root
+    in_string = in_comment = False
+    n = node
+    while n is not None:
+        if n.type in _COMMENT_TYPES and n.start_byte < b and (b < n.end_byte or _line_comment_open(data, n, b)):
+            in_comment = True
+            break
+        if n.type in _STRING_TYPES and n.start_byte < b < n.end_byte:
+            in_string = True
+            break
+        n = n.parent
+    if not in_string and not in_comment:
+        in_string = _unterminated_string_on_line(text, offset)
+    # brackets: a lexical scan of the recent lines (unclosed brackets make tree-sitter ERROR nodes)
+    depth = bracket_depth(text, offset, canonical_language(language))
+    return CursorSyntax(in_string=in_string, in_comment=in_comment, open_brackets=depth, has_error=root.has_error)
+
+
+def _line_comment_open(data: bytes, node, b: int) -> bool:
+    # a line comment runs to the end of its line: the cursor at its end is still inside it
+    return node.end_byte == b and not data[node.start_byte : node.end_byte].startswith(b"/*")
+
+
+def bracket_depth(text: str, offset: int, language: str | None = "python", max_lines: int = 80) -> int:
+    """Brackets opened before ``offset`` (within the last ``max_lines`` lines) and not yet closed.
+
+    Skips strings (including triple-quoted ones) and comments (``#`` for Python, ``//`` and
+    ``/* */`` otherwise).
+    """
+    start = offset
+    for _ in range(max_lines):
+        nl = text.rfind("\n", 0, start - 1 if start > 0 else 0)
+        if nl < 0:
+            start = 0
+            break
+        start = nl + 1
+    py = language in (None, "python")
+    stack: list[str] = []
+    i = start
+    n = offset
+    while i < n:
+        ch = text[i]
+        if ch in "\"'`":
+            q = text[i : i + 3] if py and text[i : i + 3] in ('"""', "'''") else ch
+            j = i + len(q)
+            while j < n:
+                if text[j] == "\\":
+                    j += 2
+                    continue
+                if text.startswith(q, j):
+                    break
+                if text[j] == "\n" and len(q) == 1 and q != "`":
+                    break  # unterminated one-line string ends at the line end
+                j += 1
+            i = j + len(q)
+            continue
+        if (py and ch == "#") or (not py and text.startswith("//", i)):
+            nl = text.find("\n", i, n)
+            i = n if nl < 0 else nl + 1
+            continue
+        if not py and text.startswith("/*", i):
+            end = text.find("*/", i + 2, n)
+            i = n if end < 0 else end + 2
+            continue
+        if ch in _OPENERS:
+            stack.append(ch)
+        elif ch in _CLOSERS and stack:
+            stack.pop()
+        i += 1
+    return len(stack)
+
+
+def _unterminated_string_on_line(text: str, offset: int) -> bool:
+    start = text.rfind("\n", 0, offset) + 1
+    quote: str | None = None
+    escaped = False
+    line = text[start:offset]
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif line.startswith(quote, i):
+                i += len(quote) - 1
+                quote = None
+        elif ch == "#":
+            return False
+        elif ch in "\"'`":
+            quote = line[i : i + 3] if line[i : i + 3] in ('"""', "'''") else ch
+            i += len(quote) - 1
+        i += 1
+    return quote is not None

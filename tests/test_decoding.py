@@ -1,0 +1,208 @@
+"""The decode loop on a fake backend: constraints checked first, drafts lossless, rollback, cancel."""
+
+import numpy as np
+import pytest
+
+from completion.constraints import HealingConstraint
+from completion.decoding import CancelToken, Cancelled, Decoder, DecodeStats, Sampling
+from fakes import FakeBackend
+from monitors.vocabulary import Vocabulary
+
+N = 64
+PIECES = [b"<eos>"] + [bytes([97 + (i % 26)]) * (1 + i // 26) for i in range(N - 1)]  # a..z, aa..zz, ...
+EOS = 0
+
+
+def make(script=None):
+    vocab = Vocabulary(PIECES, control=[EOS])
+    return FakeBackend(N, script=script), vocab
+
+
+class CountingConstraint:
+    """Allows only tokens whose text is made of letters in ``letters``."""
+
+    name = "letters"
+
+    def __init__(self, letters, vocab):
+        self.letters = set(letters)
+        self.vocab = vocab
+        self.checks = 0
+        self.allowed_calls = 0
+
+    def check(self, generated, token, text):
+        self.checks += 1
+        return text is not None and set(text) <= self.letters
+
+    def allowed(self, generated):
+        self.allowed_calls += 1
+        return np.array([i for i in range(N) if (t := self.vocab.text(i)) and set(t) <= self.letters], dtype=np.int32)
+
+
+def test_greedy_is_deterministic_and_kv_holds_prompt_plus_accepted():
+    be, vocab = make()
+    dec = Decoder(be, vocab, {EOS})
+    r1 = dec.generate([1, 2, 3], max_tokens=12)
+    assert len(r1.tokens) == 12
+    # KV = prompt + every accepted token but the last (pending) one
+    assert be.kv == [1, 2, 3] + r1.tokens[:-1]
+    r2 = Decoder(FakeBackend(N), vocab, {EOS}).generate([1, 2, 3], max_tokens=12)
+    assert r1.tokens == r2.tokens
+
+
+def test_constraint_checked_first_and_mask_only_on_rejection():
+    be, vocab = make()
+    c = CountingConstraint("ab", vocab)
+    r = Decoder(be, vocab, {EOS}).generate([5], max_tokens=10, constraints=[c])
+    assert set(r.text) <= {"a", "b"}
+    # the allowed set is only computed when the ~13 best candidates were all rejected
+    assert c.allowed_calls <= len(r.tokens)
+    assert r.stats.interventions.get("letters", 0) >= 1
+
+
+def test_constraint_never_consulted_when_preferred_token_passes():
+    be, vocab = make()
+    c = CountingConstraint("abcdefghijklmnopqrstuvwxyz", vocab)
+    Decoder(be, vocab, {EOS}).generate([5], max_tokens=8, constraints=[c])
+    assert c.allowed_calls == 0
+
+
+def test_failing_constraint_means_no_opinion():
+    class Broken:
+        name = "broken"
+
+        def check(self, generated, token, text):
+            raise RuntimeError("boom")
+
+        def allowed(self, generated):
+            raise RuntimeError("boom")
+
+    be, vocab = make()
+    plain = Decoder(FakeBackend(N), vocab, {EOS}).generate([7, 8], max_tokens=6)
+    r = Decoder(be, vocab, {EOS}).generate([7, 8], max_tokens=6, constraints=[Broken()])
+    assert r.tokens == plain.tokens
+    assert r.stats.constraint_errors and "broken" in r.stats.constraint_errors[0]
+
+
+def test_nothing_allowed_stops_cleanly():
+    class Nothing:
+        name = "nothing"
+
+        def check(self, generated, token, text):
+            return False
+
+        def allowed(self, generated):
+            return np.zeros(0, dtype=np.int32)
+
+    be, vocab = make()
+    r = Decoder(be, vocab, {EOS}).generate([1], max_tokens=5, constraints=[Nothing()])
+    assert r.tokens == [] and "nothing allowed" in r.stats.stop_reason
+
+
+def test_end_token_stops():
+    be, vocab = make(script={(9,): EOS})
+    r = Decoder(be, vocab, {EOS}).generate([9], max_tokens=5)
+    assert r.tokens == [] and r.stats.stop_reason == "end token"
+
+
+def test_stop_rule_cuts_text():
+    be, vocab = make()
+    r = Decoder(be, vocab, {EOS}).generate([3], max_tokens=20, stop=lambda text: 2 if len(text) >= 4 else None)
+    assert len(r.text) == 2
+
+
+def test_healing_constraint_forces_prefix():
+    be, vocab = make()
+    # "cc" is a token; healing "c" must be reproduced by a token starting with "c"
+    r = Decoder(be, vocab, {EOS}).generate([4], max_tokens=3, constraints=[HealingConstraint("c", vocab)])
+    assert r.text.startswith("c")
+
+
+class ScriptedDrafter:
+    """Proposes a mix of right and wrong continuations."""
+
+    def __init__(self, truth, wrong_every=3):
+        self.truth = truth
+        self.calls = 0
+        self.wrong_every = wrong_every
+
+    def __call__(self, tokens):
+        self.calls += 1
+        n = len(tokens) - self.prompt_len
+        draft = list(self.truth[n : n + 4])
+        if self.calls % self.wrong_every == 0 and draft:
+            draft[len(draft) // 2] = (draft[len(draft) // 2] + 1) % N or 1
+        return draft
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_drafting_is_lossless_under_constraints(seed):
+    vocab = Vocabulary(PIECES, control=[EOS])
+    prompt = [int(x) for x in np.random.default_rng(seed).integers(1, N, 6)]
+    letters = "abcdefghijklm"
+    plain_be = FakeBackend(N)
+    plain = Decoder(plain_be, vocab, {EOS}).generate(prompt, max_tokens=20, constraints=[CountingConstraint(letters, vocab)])
+    drafter = ScriptedDrafter(plain.tokens)
+    drafter.prompt_len = len(prompt)
+    be = FakeBackend(N)
+    drafted = Decoder(be, vocab, {EOS}).generate(
+        prompt, max_tokens=20, constraints=[CountingConstraint(letters, vocab)], drafter=drafter
+    )
+    assert drafted.tokens == plain.tokens
+    assert drafted.stats.accepted_draft_tokens > 0
+    assert be.eval_calls < plain_be.eval_calls  # fewer model calls
+    assert be.kv == prompt + drafted.tokens[:-1]  # rejected draft tails were rolled back
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    vocab = Vocabulary(PIECES, control=[EOS])
+    s = Sampling(temperature=0.8, top_p=0.9, seed=42)
+    a = Decoder(FakeBackend(N), vocab, {EOS}).generate([1, 2], max_tokens=10, sampling=s)
+    b = Decoder(FakeBackend(N), vocab, {EOS}).generate([1, 2], max_tokens=10, sampling=s)
+    g = Decoder(FakeBackend(N), vocab, {EOS}).generate([1, 2], max_tokens=10)
+    assert a.tokens == b.tokens
+    assert a.tokens != g.tokens
+
+
+def test_sampling_validation():
+    with pytest.raises(ValueError, match="temperature"):
+        Sampling(temperature=-1)
+    with pytest.raises(ValueError, match="top_p"):
+        Sampling(top_p=0)
+
+
+def test_cancel_between_tokens_leaves_kv_consistent():
+    be, vocab = make()
+    token = CancelToken()
+
+    def stop(text):
+        if len(text) > 6:
+            token.cancel("client")
+        return None
+
+    with pytest.raises(Cancelled) as info:
+        Decoder(be, vocab, {EOS}).generate([1, 2], max_tokens=50, stop=stop, cancel=token)
+    assert info.value.reason == "client"
+    assert 0 < info.value.generated_tokens < 50
+    assert be.kv[:2] == [1, 2]
+    # the next generation from the same state equals a fresh one
+    fresh = Decoder(FakeBackend(N), vocab, {EOS}).generate([1, 2, 3], max_tokens=5)
+    again = Decoder(be, vocab, {EOS}).generate([1, 2, 3], max_tokens=5)
+    assert fresh.tokens == again.tokens
+
+
+def test_cancel_before_start():
+    be, vocab = make()
+    token = CancelToken()
+    token.cancel("superseded")
+    with pytest.raises(Cancelled, match="superseded"):
+        Decoder(be, vocab, {EOS}).generate([1], max_tokens=5, cancel=token)
+
+
+def test_incomplete_utf8_waits_for_the_rest():
+    pieces = [b"<eos>", b"\xe2\x82", b"\xac", b"x"]
+    vocab = Vocabulary(pieces, control=[0])
+    be = FakeBackend(4, script={(1,): 1, (1, 1): 2, (1, 1, 2): 3})
+    seen = []
+    r = Decoder(be, vocab, {0}).generate([1], max_tokens=3, stop=lambda t: seen.append(t))
+    assert r.text == "€x"
+    assert all("\ufffd" not in t for t in seen)

@@ -1,0 +1,49 @@
+"""Prompt windows: budgets, line-aligned and stable starts, very long lines (real tokenizer)."""
+
+import pytest
+
+from completion.prompt import WINDOW_STEP
+
+pytestmark = pytest.mark.model
+
+
+def lines(n):
+    return "".join(f"value_{i} = compute({i}, 'item number {i}')\n" for i in range(n))
+
+
+def test_window_fits_budget_and_starts_at_a_snapped_line(engine):
+    b = engine._model.builder
+    text = lines(400)
+    p = b.build(text, len(text), budget=300)
+    assert len(p.tokens) <= 300 + 1
+    assert p.window_start > 0
+    assert text[p.window_start - 1] == "\n"
+    assert text.count("\n", 0, p.window_start) % WINDOW_STEP == 0
+
+
+def test_window_start_is_stable_while_typing(engine):
+    b = engine._model.builder
+    text = lines(400)
+    starts = set()
+    typed = "result = compute_total(value_1, value_2)"
+    for i in range(len(typed) + 1):
+        doc = text + typed[:i]
+        p = b.build(doc, len(doc), budget=300)
+        starts.add(p.window_start)
+    assert len(starts) == 1
+
+
+def test_one_huge_line_is_cut_inside_the_line(engine):
+    b = engine._model.builder
+    text = "x = [" + ", ".join(str(i) for i in range(200000)) + "]"
+    p = b.build(text, len(text), budget=256)
+    assert len(p.tokens) <= 257
+    assert p.window_start > 0
+
+
+def test_small_document_uses_everything(engine):
+    b = engine._model.builder
+    text = "def f():\n    return 1\n"
+    p = b.build(text, len(text), budget=300)
+    assert p.window_start == 0
+    assert p.tokens[0] == engine._model.backend.bos_id
