@@ -18,6 +18,7 @@ Not thread-safe: one engine thread owns a backend. llama.cpp's own logging is ro
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 import os
@@ -27,9 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 import llama_cpp
+import numpy as np
 
 log = logging.getLogger("steercode.backend")
 _llama_log = logging.getLogger("steercode.llama")
@@ -48,6 +48,7 @@ class ModelLoadError(RuntimeError):
 _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR, 5: logging.DEBUG}
 # warnings llama.cpp prints for models and settings that are fine
 _BENIGN = ("control-looking token", "full-size SWA cache", "n_ctx_seq", "n_ctx_per_seq")
+_recent_errors: collections.deque[str] = collections.deque(maxlen=8)
 _init_lock = threading.Lock()
 _initialised = False
 
@@ -60,6 +61,8 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None: 
             lvl = _LEVELS.get(level, logging.DEBUG)
             if lvl == logging.WARNING and any(b in msg for b in _BENIGN):
                 lvl = logging.DEBUG
+            if lvl >= logging.ERROR:
+                _recent_errors.append(msg)
             _llama_log.log(lvl, "%s", msg)
     except Exception:
         pass
@@ -166,11 +169,14 @@ class LlamaBackend:
         t0 = time.perf_counter()
         mparams = llama_cpp.llama_model_default_params()
         mparams.use_mmap = True
+        _recent_errors.clear()
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
+            detail = next((m.split(": ", 1)[-1] for m in _recent_errors if "error loading model" in m), "")
+            detail = detail.split("error loading model: ", 1)[-1]
             raise ModelLoadError(
-                f"llama.cpp could not load {path}: the file is truncated, corrupt, or uses an "
-                "architecture this llama.cpp build does not know (see the log for details)"
+                f"llama.cpp could not load {path}: "
+                + (detail or "the file is truncated, corrupt, or uses an architecture this llama.cpp build does not know")
             )
         self._model = model
         self._vocab = llama_cpp.llama_model_get_vocab(model)

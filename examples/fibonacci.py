@@ -1,10 +1,11 @@
-"""A small example module used by `make run` and the tests."""
+"""The bundled example: `make run` completes the body of fibonacci() at line 7, column 4."""
 
 
 def fibonacci(n):
     """Return the n-th Fibonacci number."""
     if n < 2:
         return n
+    
 
 
 def is_prime(n):

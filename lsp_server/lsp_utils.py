@@ -127,7 +127,9 @@ def _word_start(text: str, offset: int) -> int:
     return i
 
 
-def lsp_completion_list(text: str, completion: Completion, encoding: str | None = UTF16) -> types.CompletionList:
+def lsp_completion_list(
+    text: str, completion: Completion, encoding: str | None = UTF16, *, markdown: bool = False
+) -> types.CompletionList:
     """The suggestion as one completion item, for clients without inline completion.
 
     The item replaces the word typed before the cursor with that word plus the suggestion, so
@@ -147,7 +149,9 @@ def lsp_completion_list(text: str, completion: Completion, encoding: str | None 
         label=label,
         kind=types.CompletionItemKind.Text,
         detail="steercode",
-        documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```\n{new_text}\n```"),
+        documentation=(
+            types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```\n{new_text}\n```") if markdown else new_text
+        ),
         filter_text=typed + completion.insert_text.split("\n", 1)[0] if typed else None,
         sort_text="0",
         preselect=True,

@@ -79,25 +79,43 @@ class SteercodeProtocol(LanguageServerProtocol):
         super()._execute_request_callback(msg_id, future)
 
     def _data_received(self, data: bytes) -> None:
-        """Frame messages; a message that fails to parse is answered, never silently dropped."""
-        while len(data):
-            self._message_buf.append(data)
-            message = b"".join(self._message_buf)
-            found = self.MESSAGE_PATTERN.fullmatch(message)
-            body = found.group("body") if found else b""
-            length = int(found.group("length")) if found else 1
-            if len(body) < length:
-                return
-            body, data = body[:length], body[length:]
-            self._message_buf = []
+        """Frame messages by Content-Length; whatever the body holds, the stream stays in sync.
+
+        (pygls 1.3 only recognises bodies that start with '{': any other body wedges the
+        connection, since every later message is appended to the unmatched buffer.)
+        """
+        buf = getattr(self, "_sc_buf", b"") + data
+        while True:
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                break
+            length = None
+            for line in buf[:head_end].split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    try:
+                        length = int(value.strip())
+                    except ValueError:
+                        length = None
+            if length is None or length < 0:
+                log.error("message without a valid Content-Length header: %r", buf[:head_end][:200])
+                buf = buf[head_end + 4 :]
+                continue
+            start = head_end + 4
+            if len(buf) - start < length:
+                break
+            body, buf = buf[start : start + length], buf[start + length :]
             self._handle_body(body)
+        self._sc_buf = buf
 
     def _handle_body(self, body: bytes) -> None:
         try:
             raw = json.loads(body.decode(self.CHARSET))
         except (UnicodeDecodeError, ValueError) as exc:
+            # without an id there is nothing to answer (clients choke on id-less responses):
+            # say it in the log and the client's output channel
             log.error("unparseable message (%s): %r", exc, body[:200])
-            self._send_response(None, error=types.ResponseError(code=-32700, message=f"parse error: {exc}"))
+            self.show_message_log(f"steercode: ignored an unparseable message ({exc})", types.MessageType.Error)
             return
         try:
             msg = self._deserialize_message(raw) if isinstance(raw, dict) else raw
@@ -135,6 +153,8 @@ class SteercodeServer(LanguageServer):
         self._loading = False
         self._not_ready_logged = 0.0
         self.completions_served = 0
+        self.cancelled_count = 0
+        self.last_cancelled: dict[str, Any] = {}
 
     # ---- settings ------------------------------------------------------------------------
     @staticmethod
@@ -224,7 +244,7 @@ class SteercodeServer(LanguageServer):
             return False
         try:
             await asyncio.wait_for(self._ready_event().wait(), self.engine.settings.model_wait_ms / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self.engine.ready
 
@@ -249,8 +269,17 @@ class SteercodeServer(LanguageServer):
             return None
         language = doc.language_id or language_for_path(doc.path)
         req = CompletionRequest(text=text, offset=offset, language=language, path=doc.path, trigger=trigger)
+
+        def work(token):
+            try:
+                return self.engine.complete(req, token)
+            except Cancelled as exc:  # runs on the worker thread: record how far it got
+                self.cancelled_count += 1
+                self.last_cancelled = {"reason": exc.reason, "generated_tokens": getattr(exc, "generated_tokens", 0)}
+                raise
+
         try:
-            comp = await self.scheduler.run(uri, lambda token: self.engine.complete(req, token))
+            comp = await self.scheduler.run(uri, work)
         except Cancelled as exc:
             log.info("request for %s %s", uri, exc.reason)
             return None
@@ -273,6 +302,13 @@ class SteercodeServer(LanguageServer):
         )
         return comp, text, encoding
 
+    def client_supports_markdown(self) -> bool:
+        try:
+            fmt = self.client_capabilities.text_document.completion.completion_item.documentation_format
+            return bool(fmt) and types.MarkupKind.Markdown in fmt
+        except AttributeError:
+            return False
+
     def status(self) -> dict[str, Any]:
         return {
             "version": __version__,
@@ -282,6 +318,11 @@ class SteercodeServer(LanguageServer):
             "model": self.engine.describe() if self.engine.ready else None,
             "settings": self.engine.settings.as_dict(),
             "completions": self.completions_served,
+            "cancelled": {
+                "count": self.cancelled_count,
+                "last_reason": self.last_cancelled.get("reason"),
+                "last_generated_tokens": self.last_cancelled.get("generated_tokens"),
+            },
             "last": self.last_stats,
         }
 
@@ -314,7 +355,7 @@ def create_server(settings: Settings | None = None) -> SteercodeServer:
         if out is None:
             return types.CompletionList(is_incomplete=True, items=[])
         comp, text, encoding = out
-        return lsp_completion_list(text, comp, encoding)
+        return lsp_completion_list(text, comp, encoding, markdown=ls.client_supports_markdown())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: SteercodeServer, params: types.DidChangeConfigurationParams) -> None:

@@ -84,7 +84,7 @@ class Vocabulary:
         self._sorted_texts: list[str] = [tl[k] for k in order]
         self._sorted_ids = np.asarray(text_ids, dtype=np.int32)[np.asarray(order, dtype=np.int64)]
         # exact text -> end of its range in the sorted arrays (duplicates are adjacent)
-        self._exact_end: dict[str, int] = dict(zip(self._sorted_texts, range(1, len(tl) + 1)))
+        self._exact_end: dict[str, int] = dict(zip(self._sorted_texts, range(1, len(tl) + 1), strict=False))
         self.max_text_len = max(map(len, tl), default=0)
         self._text_ids = np.asarray(text_ids, dtype=np.int32)
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from fakes import FakeBackend
 
 from completion.constraints import HealingConstraint
-from completion.decoding import CancelToken, Cancelled, Decoder, DecodeStats, Sampling
-from fakes import FakeBackend
+from completion.decoding import Cancelled, CancelToken, Decoder, Sampling
 from monitors.vocabulary import Vocabulary
 
 N = 64

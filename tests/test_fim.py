@@ -1,11 +1,11 @@
 """FIM templates: detection from vocabularies, and the template path on a real llama.cpp model."""
 
 import pytest
+from conftest import split_cursor
 
 from completion.engine import CompletionRequest, Engine
 from completion.fim import FIM_TEMPLATES, detect_template
 from completion.settings import Settings
-from conftest import split_cursor
 
 VOCABS = {
     "qwen": ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|endoftext|>"],

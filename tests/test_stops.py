@@ -1,9 +1,9 @@
 """Line mode from the syntax at the cursor, and the stop rules (cursor marked with ┃)."""
 
 import pytest
+from conftest import split_cursor
 
 from completion.stops import LineMode, StopRules, decide_line_mode
-from conftest import split_cursor
 
 
 def mode(source, language="python", policy="auto"):

@@ -1,0 +1,130 @@
+"""The command line on the real model: complete, stdio (JSON lines), doctor, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import ROOT, steercode_cmd
+
+pytestmark = pytest.mark.model
+
+EXAMPLE = str(ROOT / "examples" / "fibonacci.py")
+
+
+def run(*args: str, input: bytes | None = None, env=None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(steercode_cmd(*args), input=input, capture_output=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_complete_json(server_env):
+    # line 7 is the empty line after `return n`... inside fibonacci's body
+    p = run("complete", EXAMPLE, "--line", "7", "--character", "4", "--json", env=server_env)
+    assert p.returncode == 0, p.stderr.decode()
+    out = json.loads(p.stdout)
+    assert out["completion"].strip()
+    s = out["stats"]
+    for key in ("prompt_tokens", "reused_tokens", "generated_tokens", "prompt_ms", "decode_ms", "total_ms", "model_load_ms"):
+        assert key in s
+    assert s["generated_tokens"] >= 1
+    assert out["range"]["start"] == {"line": 7, "character": 4}
+
+
+def test_complete_plain_prints_only_the_suggestion(server_env, tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def add(a, b):\n    return ")
+    p = run("complete", str(f), "--line", "1", "--character", "11", env=server_env)
+    assert p.returncode == 0
+    assert "a" in p.stdout.decode() and "\n" == p.stdout.decode()[-1]
+    assert p.stdout.decode().count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--line", "99", "--character", "0"], "past the end"),
+        (["--line", "0", "--character", "500"], "past the end of line"),
+        (["--line", "-1", "--character", "0"], "negative"),
+    ],
+)
+def test_complete_bad_positions(server_env, args, message):
+    p = run("complete", EXAMPLE, *args, env=server_env)
+    assert p.returncode == 2
+    assert message in p.stderr.decode()
+
+
+def test_complete_binary_file(server_env, tmp_path):
+    f = tmp_path / "blob.py"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    p = run("complete", str(f), "--line", "0", "--character", "0", env=server_env)
+    assert p.returncode == 2
+    assert "not UTF-8" in p.stderr.decode()
+
+
+@pytest.mark.parametrize("model, message", [("/nonexistent/m.gguf", "not found"), (EXAMPLE, "not a GGUF")])
+def test_complete_bad_model(server_env, model, message):
+    p = run("complete", EXAMPLE, "--line", "7", "--character", "4", "--model", model, env=server_env)
+    assert p.returncode == 3
+    assert message in p.stderr.decode()
+
+
+def test_complete_truncated_model(server_env, tmp_path, model_path):
+    bad = tmp_path / "truncated.gguf"
+    with open(model_path, "rb") as f:
+        bad.write_bytes(f.read(5_000_000))
+    p = run("complete", EXAMPLE, "--line", "7", "--character", "4", "--model", str(bad), "--log-level", "critical", env=server_env)
+    assert p.returncode == 3
+    assert "could not load" in p.stderr.decode()
+
+
+def test_stdio_json_lines(server_env):
+    lines = [
+        {"id": 1, "text": "def mul(a, b):\n    return ", "line": 1, "character": 11, "language": "python"},
+        "this is not json",
+        {"id": 3, "text": "x = 1\n", "line": 5, "character": 0},
+        {"id": 4, "path": EXAMPLE, "line": 7, "character": 4, "max_tokens": 16},
+        {"id": 5, "line": 0, "character": 0},
+        [1, 2, 3],
+        {"id": 7, "text": "x = ", "line": 0, "character": 4, "max_tokens": -1},
+        {"id": 8, "path": "/no/such/file.py", "line": 0, "character": 0},
+        {"id": 9, "text": "def neg(a):\n    return ", "line": 1, "character": 11},
+    ]
+    data = b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
+    data += b"\xff\xfe not utf-8\n\n"
+    p = run("stdio", input=data, env=server_env)
+    assert p.returncode == 0, p.stderr.decode()
+    out = [json.loads(line) for line in p.stdout.decode().splitlines()]
+    assert len(out) == 10  # one response per non-blank line, the bad ones included
+    by_id = {o.get("id"): o for o in out if o.get("id") is not None}
+    assert by_id[1]["completion"].strip() and "stats" in by_id[1]
+    assert by_id[3]["error"]["code"] == "invalid_position"
+    assert by_id[4]["stats"]["generated_tokens"] <= 16
+    assert by_id[5]["error"]["code"] == "invalid_request"
+    assert "max_tokens" in by_id[7]["error"]["message"]
+    assert by_id[8]["error"]["code"] == "io_error"
+    assert by_id[9]["completion"].strip()  # still serving after the bad lines
+    anonymous = [o for o in out if o.get("id") is None]
+    codes = sorted(o["error"]["code"] for o in anonymous)
+    assert codes == ["invalid_request", "parse_error", "parse_error"]
+
+
+def test_stdio_with_a_broken_model_answers_every_line(server_env):
+    data = b'{"id": 1, "text": "x", "line": 0, "character": 1}\n{"id": 2, "text": "y", "line": 0, "character": 1}\n'
+    p = run("stdio", "--model", "/nonexistent.gguf", input=data, env=server_env)
+    out = [json.loads(line) for line in p.stdout.decode().splitlines()]
+    assert [o["error"]["code"] for o in out] == ["model_error", "model_error"]
+    assert "not found" in out[1]["error"]["message"]
+
+
+def test_doctor(server_env):
+    p = run("doctor", env=server_env)
+    text = p.stdout.decode()
+    assert p.returncode == 0, text + p.stderr.decode()
+    for needle in ("llama-cpp-python", "model size", "FIM template", "tree-sitter python", "test completion", "no problems"):
+        assert needle in text
+
+
+def test_doctor_reports_a_bad_model(server_env):
+    p = run("doctor", "--model", "/nonexistent.gguf", env=server_env)
+    assert p.returncode == 1
+    assert "not found" in p.stdout.decode()

@@ -1,0 +1,314 @@
+"""End to end: a real LSP client (pytest-lsp) against ``steercode serve`` on the embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Future
+
+import pytest
+import pytest_lsp
+from conftest import ROOT, steercode_cmd
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+pytestmark = pytest.mark.model
+
+MARKERS = ("<eos>", "<bos>", "<end_of_turn>", "<|", "<fim", "<start_of")
+
+
+def caps() -> types.ClientCapabilities:
+    return types.ClientCapabilities(
+        window=types.WindowClientCapabilities(work_done_progress=True),
+        workspace=types.WorkspaceClientCapabilities(configuration=True),
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities(),
+            completion=types.CompletionClientCapabilities(),
+        ),
+    )
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=steercode_cmd("serve", "--log-level", "warning")),
+    scope="module",
+    loop_scope="module",
+)
+async def client(lsp_client: LanguageClient):
+    result = await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=caps(),
+            root_uri=ROOT.as_uri(),
+            initialization_options={"steercode": {"maxTokens": 48}},
+        )
+    )
+    lsp_client.init_result = result  # type: ignore[attr-defined]
+    yield
+    await lsp_client.shutdown_session()
+
+
+_counter = 0
+
+
+def open_doc(client: LanguageClient, text: str, language: str = "python") -> str:
+    global _counter
+    _counter += 1
+    uri = (ROOT / "examples" / f"_lsp_test_{_counter}.py").as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        )
+    )
+    return uri
+
+
+async def inline(client: LanguageClient, uri: str, line: int, character: int, kind=types.InlineCompletionTriggerKind.Invoked):
+    return await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+            context=types.InlineCompletionContext(trigger_kind=kind),
+        )
+    )
+
+
+def to_plain(obj):
+    """pygls hands custom-request results over as namedtuples: turn them back into dicts."""
+    if hasattr(obj, "_asdict"):
+        return {k: to_plain(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+async def status(client: LanguageClient) -> dict:
+    return to_plain(await client.protocol.send_request_async("steercode/status", {}))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_capabilities_advertised(client: LanguageClient):
+    caps = client.init_result.capabilities  # type: ignore[attr-defined]
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    sync = caps.text_document_sync
+    kind = sync.change if hasattr(sync, "change") else sync
+    assert kind == types.TextDocumentSyncKind.Incremental
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_model_loads_with_progress(client: LanguageClient):
+    for _ in range(300):
+        st = await status(client)
+        if st["ready"]:
+            break
+        await asyncio.sleep(0.1)
+    assert st["ready"], st
+    kinds = [getattr(v, "kind", None) for reports in client.progress_reports.values() for v in reports]
+    assert "begin" in kinds and "end" in kinds
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_fibonacci_single_line(client: LanguageClient):
+    text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return \n"
+    uri = open_doc(client, text)
+    result = await inline(client, uri, 3, 11)
+    assert result is not None and len(result.items) == 1
+    item = result.items[0]
+    assert item.insert_text.strip()
+    assert "\n" not in item.insert_text  # mid-statement: finish the line
+    assert not any(m in item.insert_text for m in MARKERS)
+    assert "fibonacci" in item.insert_text
+    assert item.range.start == types.Position(line=3, character=11)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_block_after_def(client: LanguageClient):
+    text = "def fibonacci(n):\n    \n"
+    uri = open_doc(client, text)
+    result = await inline(client, uri, 1, 4)
+    assert result.items
+    body = result.items[0].insert_text
+    assert body.strip()
+    assert not any(m in body for m in MARKERS)
+    for line in body.split("\n")[1:]:
+        assert not line.strip() or line.startswith("    ")  # stays inside the function
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_completion_fallback_keeps_typed_word(client: LanguageClient):
+    text = "import os\n\npath = os.path.jo"
+    uri = open_doc(client, text)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=2, character=17),
+        )
+    )
+    assert result.is_incomplete
+    assert len(result.items) == 1
+    edit = result.items[0].text_edit
+    assert edit.new_text.startswith("jo")
+    assert edit.range.start == types.Position(line=2, character=15)
+    assert edit.range.end == types.Position(line=2, character=17)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_incremental_sync_with_astral_characters(client: LanguageClient):
+    # "😀" is 2 UTF-16 units: positions after it are off by one if units and code points mix
+    text = 'label = "😀"\nname = "😀" + s\n'
+    uri = open_doc(client, text)
+    # insert "tr" after "s" on line 1, addressed in UTF-16 units: 's' is unit 14 (code point 13)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangeEvent_Type1(
+                    range=types.Range(start=types.Position(line=1, character=15), end=types.Position(line=1, character=15)),
+                    text="tr",
+                )
+            ],
+        )
+    )
+    result = await client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=1, character=17))
+    )
+    assert result.items, "no suggestion to check the offsets with"
+    edit = result.items[0].text_edit  # the typed word is what the server saw before the cursor
+    assert edit.new_text.startswith("str")
+    assert edit.range.start == types.Position(line=1, character=14)
+    assert edit.range.end == types.Position(line=1, character=17)
+    inl = await inline(client, uri, 1, 17)
+    assert inl.items and inl.items[0].range.start == types.Position(line=1, character=17)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_automatic_trigger_honours_settings(client: LanguageClient):
+    text = "def area(r):\n    \n"
+    uri = open_doc(client, text)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48, "automatic": "off"}})
+    )
+    await asyncio.sleep(0.2)
+    auto = await inline(client, uri, 1, 4, types.InlineCompletionTriggerKind.Automatic)
+    invoked = await inline(client, uri, 1, 4, types.InlineCompletionTriggerKind.Invoked)
+    assert auto.items == []
+    assert invoked.items and invoked.items[0].insert_text.strip()
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48, "automatic": "single"}})
+    )
+    await asyncio.sleep(0.2)
+    auto = await inline(client, uri, 1, 4, types.InlineCompletionTriggerKind.Automatic)
+    assert all("\n" not in i.insert_text for i in auto.items)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
+    await asyncio.sleep(0.2)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_cancellation_mid_generation(client: LanguageClient):
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 600, "lineMode": "multi", "maxLines": 200}})
+    )
+    await asyncio.sleep(0.2)
+    text = "# A long module of many small functions\n\ndef f0(x):\n    return x + 0\n\n"
+    uri = open_doc(client, text)
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=5, character=0),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+    )
+    fut = client.protocol.send_request("textDocument/inlineCompletion", params, msg_id="cancel-me")
+    await asyncio.sleep(0.8)  # generation is under way (600 tokens take many seconds)
+    client.protocol.notify("$/cancelRequest", types.CancelParams(id="cancel-me"))
+    with pytest.raises(JsonRpcException) as info:
+        await asyncio.wait_for(asyncio.wrap_future(fut), 5)
+    assert info.value.code == -32800
+    for _ in range(100):  # the worker notices the flag before its next token
+        st = await status(client)
+        if st["cancelled"]["count"]:
+            break
+        await asyncio.sleep(0.05)
+    assert st["cancelled"]["count"] >= 1
+    assert 0 < st["cancelled"]["last_generated_tokens"] < 600  # it stopped mid-generation
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
+    await asyncio.sleep(0.2)
+    after = await inline(client, uri, 5, 0)
+    assert after is not None  # still serving
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_newer_request_supersedes_older(client: LanguageClient):
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 300, "lineMode": "multi", "maxLines": 100}})
+    )
+    await asyncio.sleep(0.2)
+    uri = open_doc(client, "class Stack:\n    \n")
+    first = asyncio.ensure_future(inline(client, uri, 1, 4))
+    await asyncio.sleep(0.5)
+    second = asyncio.ensure_future(inline(client, uri, 1, 4))
+    r1, r2 = await asyncio.wait_for(asyncio.gather(first, second), 60)
+    assert r1.items == []  # superseded: no stale suggestion
+    assert r2.items
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
+    await asyncio.sleep(0.2)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_bad_inputs_get_clear_errors_and_server_keeps_serving(client: LanguageClient):
+    uri = open_doc(client, "x = 1\n")
+    with pytest.raises(JsonRpcException) as info:
+        await inline(client, uri, 7, 0)  # past the end of the file
+    assert info.value.code == -32602 and "past the end" in info.value.message
+    with pytest.raises(JsonRpcException) as info:
+        await inline(client, uri, 2**31 - 1, 0)  # huge line number
+    assert info.value.code == -32602
+    with pytest.raises(JsonRpcException) as info:
+        await inline(client, "file:///nowhere/unknown.py", 0, 0)
+    assert info.value.code == -32602 and "not open" in info.value.message
+    # negative numbers are not valid LSP: the message cannot even be deserialized
+    raw = {"jsonrpc": "2.0", "id": "neg", "method": "textDocument/inlineCompletion",
+           "params": {"textDocument": {"uri": uri}, "position": {"line": -1, "character": 0},
+                      "context": {"triggerKind": 1}}}
+    fut: Future = Future()
+    client.protocol._request_futures["neg"] = fut  # a raw request the client library would refuse to send
+    client.protocol._result_types["neg"] = None
+    body = json.dumps(raw).encode()
+    client.protocol.transport.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    with pytest.raises(JsonRpcException) as info:
+        await asyncio.wait_for(asyncio.wrap_future(fut), 10)
+    assert info.value.code == -32602 and "invalid params" in info.value.message
+    # a body that is not UTF-8 / not JSON gets a parse error and does not take the next message with it
+    junk = b"\xff\xfe{not json"
+    client.protocol.transport.write(b"Content-Length: %d\r\n\r\n%s" % (len(junk), junk))
+    # binary content and a lone surrogate in a document
+    weird = open_doc(client, "data = '\x00\x01\x02'\nname = '\udcff'\nvalue = ")
+    r = await inline(client, weird, 2, 8)
+    assert r is not None
+    # a 1 MB line
+    big = open_doc(client, "x = [" + "1, " * 350_000 + "\n")
+    r = await inline(client, big, 0, 10)
+    assert r is not None
+    # and a normal request still works
+    ok = open_doc(client, "def square(x):\n    return \n")
+    r = await inline(client, ok, 1, 11)
+    assert r.items and r.items[0].insert_text.strip()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_invalid_settings_are_reported(client: LanguageClient):
+    before = len(client.messages)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": -5, "lineMode": "sideways"}})
+    )
+    for _ in range(50):
+        if len(client.messages) > before:
+            break
+        await asyncio.sleep(0.05)
+    msg = client.messages[-1]
+    assert msg.type == types.MessageType.Warning
+    assert "max_tokens" in msg.message and "line_mode" in msg.message
+    uri = open_doc(client, "def double(x):\n    return \n")
+    r = await inline(client, uri, 1, 11)
+    assert r.items
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
