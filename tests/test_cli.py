@@ -128,3 +128,61 @@ def test_doctor_reports_a_bad_model(server_env):
     p = run("doctor", "--model", "/nonexistent.gguf", env=server_env)
     assert p.returncode == 1
     assert "not found" in p.stdout.decode()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _frame(obj) -> bytes:
+    body = json.dumps(obj).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _read_message(sock) -> dict:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(4096)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
+    while len(rest) < length:
+        rest += sock.recv(4096)
+    return json.loads(rest[:length])
+
+
+def test_serve_over_tcp_on_loopback(server_env):
+    import socket
+    import time
+
+    port = _free_port()
+    proc = subprocess.Popen(steercode_cmd("serve", "--tcp", f"127.0.0.1:{port}", "--log-level", "error"), env=server_env, cwd=ROOT)
+    try:
+        for _ in range(200):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the TCP server did not start")
+        with sock:
+            # a junk message first: the stream must stay in sync
+            sock.sendall(b"Content-Length: 5\r\n\r\n\xff\xfe\x00\x01\x02")
+            sock.sendall(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}))
+            msg = _read_message(sock)
+            while msg.get("id") != 1:
+                msg = _read_message(sock)
+            assert "inlineCompletionProvider" in msg["result"]["capabilities"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_refuses_non_loopback_without_opt_in(server_env):
+    p = run("serve", "--tcp", "0.0.0.0:2087", env=server_env, timeout=60)
+    assert p.returncode == 2
+    assert "allow-remote" in p.stderr.decode()

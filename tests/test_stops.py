@@ -106,3 +106,15 @@ def test_trailing_whitespace_trimmed():
 def test_string_closed_by_the_line_suffix():
     assert run(rules('print("┃")'), 'hi there")\n') == "hi there"
     assert run(rules('print("┃")'), 'say \\"x\\"")') == 'say \\"x\\"'
+
+
+def test_suggestion_that_rewrites_the_closers_replaces_the_rest_of_the_line():
+    from completion.engine import CompletionRequest, Engine
+
+    text, off = split_cursor('print(┃")')
+    r = rules('print(┃")')
+    req = CompletionRequest(text=text, offset=off)
+    # the suggestion brings its own quote and paren: it replaces `")` rather than inserting before it
+    assert Engine._suffix_replacement(req, '"hello")', r) == len(text)
+    # a plain insertion keeps the range empty
+    assert Engine._suffix_replacement(req, "x", r) == off
