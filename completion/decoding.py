@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 __all__ = ["CancelToken", "Cancelled", "DecodeResult", "DecodeStats", "Decoder", "Drafter", "Sampling"]
 
 _TRY_CANDIDATES = 12  # next-best tokens checked before asking constraints for allowed sets
+_SCAN_CANDIDATES = 256
+_MAX_REWINDS = 4  # dead ends undone per request at most  # candidates scanned with check() when no constraint enumerates its set
 
 
 class Cancelled(Exception):
@@ -102,6 +104,10 @@ class DecodeStats:
     interventions: dict[str, int] = field(default_factory=dict)  # tokens changed, per constraint
     constraint_errors: list[str] = field(default_factory=list)
     stop_reason: str = ""
+    provisional: int = 0  # tokens accepted while an analysis was still running
+    rollbacks: int = 0  # provisional choices that the analysis then rejected
+    rewinds: int = 0  # dead ends undone (a constraint showed an earlier token was wrong)
+    pending_wait_ms: float = 0.0  # time spent waiting for analyses at the end
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -118,6 +124,10 @@ class DecodeStats:
             "interventions": dict(self.interventions),
             "constraint_errors": list(self.constraint_errors),
             "stop_reason": self.stop_reason,
+            "provisional": self.provisional,
+            "rollbacks": self.rollbacks,
+            "rewinds": self.rewinds,
+            "pending_wait_ms": round(self.pending_wait_ms, 2),
         }
 
 
@@ -154,23 +164,46 @@ class _Text:
 class Decoder:
     """Runs the decode loop on a backend (see the module docstring)."""
 
-    def __init__(self, backend, vocab: Vocabulary, stop_ids: set[int] | frozenset[int]) -> None:
+    def __init__(self, backend, vocab: Vocabulary, stop_ids: set[int] | frozenset[int], speculate: bool = True) -> None:
         self.backend = backend
         self.vocab = vocab
         self.stop_ids = frozenset(stop_ids)
+        #: accept tokens provisionally while an analysis runs (needs a spare core to pay off)
+        self.speculate = speculate
 
     # ---- choosing --------------------------------------------------------------------------
-    def _rejecting(self, generated: str, tok: int, constraints: list[Constraint], stats: DecodeStats) -> Constraint | None:
+    def _judge(self, generated: str, tok: int, constraints: list[Constraint], stats: DecodeStats):
+        """(rejecting constraint or None, [(constraint, pending)], rewind target or None).
+
+        A check answers True, False, a pending answer (has ``done``: its analysis is still
+        running), or a rewind (has ``to``: a rejection saying the text went wrong at ``to``).
+        """
         text = self.vocab.text(tok)
+        pend: list[tuple[Constraint, Any]] = []
         for c in list(constraints):
             try:
-                ok = c.check(generated, tok, text)
+                r = c.check(generated, tok, text)
+                while not self.speculate and hasattr(r, "done"):
+                    tw = time.perf_counter()
+                    r.wait()  # no spare core: waiting beats running the model beside the analysis
+                    stats.pending_wait_ms += (time.perf_counter() - tw) * 1000
+                    r = c.check(generated, tok, text)
             except Exception as exc:
                 self._disable(c, constraints, stats, exc)
                 continue
-            if not ok:
-                return c
-        return None
+            if r is True or isinstance(r, (bool, np.bool_)):
+                if not r:
+                    return c, [], None
+                continue
+            if hasattr(r, "done"):
+                pend.append((c, r))  # the constraint's analysis is still running
+                continue
+            to = getattr(r, "to", None)
+            if to is not None:
+                return c, [], int(to)
+            if not r:
+                return c, [], None
+        return None, pend, None
 
     def _disable(self, c: Constraint, constraints: list[Constraint], stats: DecodeStats, exc: BaseException) -> None:
         log.warning("constraint %s failed (%s: %s); no opinion for the rest of this request", c.name, type(exc).__name__, exc)
@@ -201,24 +234,42 @@ class Decoder:
         stats: DecodeStats,
         sampling: Sampling = Sampling(),
         rng: np.random.Generator | None = None,
+        pending_out: list | None = None,
+        forbidden: set[int] | None = None,
+        rewind_out: list | None = None,
     ) -> int | None:
-        """The token the constrained decoder emits after ``generated`` (None: nothing allowed)."""
+        """The token the constrained decoder emits after ``generated`` (None: nothing allowed).
+
+        Constraints that cannot decide yet (analysis still running) accept provisionally; they
+        are appended to ``pending_out`` so the caller can verify the choice later.
+        """
         tok = self._preferred(logits, sampling, rng)
-        if not constraints:
+        if not constraints and not forbidden:
             return tok
         t0 = time.perf_counter()
+        forbidden = forbidden or set()
         try:
-            first = self._rejecting(generated, tok, constraints, stats)
-            if first is None:
-                return tok
-            stats.interventions[first.name] = stats.interventions.get(first.name, 0) + 1
+            if tok not in forbidden:
+                first, pend, rw = self._judge(generated, tok, constraints, stats)
+                if first is None:
+                    if pending_out is not None:
+                        pending_out.extend(pend)
+                    return tok
+                stats.interventions[first.name] = stats.interventions.get(first.name, 0) + 1
+                if rw is not None and rewind_out is not None:
+                    rewind_out.append(rw)
             # the next few candidates, best first
             k = min(_TRY_CANDIDATES + 1, len(logits))
             cand = np.argpartition(logits, -k)[-k:]
             cand = cand[np.argsort(-logits[cand])]
             for c in cand:
                 c = int(c)
-                if c != tok and self._rejecting(generated, c, constraints, stats) is None:
+                if c == tok or c in forbidden:
+                    continue
+                rej, pend, _ = self._judge(generated, c, constraints, stats)
+                if rej is None:
+                    if pending_out is not None:
+                        pending_out.extend(pend)
                     return c
             # ask every constraint with an opinion for its allowed set
             allowed: np.ndarray | None = None
@@ -232,10 +283,16 @@ class Decoder:
                     continue
                 allowed = a if allowed is None else np.intersect1d(allowed, a, assume_unique=False)
             if allowed is None:
-                return None if constraints else tok
-            if not len(allowed):
-                return None
-            allowed = allowed[np.argsort(-logits[allowed])]
+                if not constraints and tok not in forbidden:  # every constraint failed and was disabled
+                    return tok
+                # nobody can enumerate what is allowed: scan the best candidates with check()
+                k = min(_SCAN_CANDIDATES, len(logits))
+                pool = np.argpartition(logits, -k)[-k:]
+                allowed = pool[np.argsort(-logits[pool])]
+            else:
+                if not len(allowed):
+                    return None
+                allowed = allowed[np.argsort(-logits[allowed])]
             if sampling.temperature > 0.0 and rng is not None and len(allowed) > 1:
                 sub = logits[allowed[: sampling.top_k]].astype(np.float64) / sampling.temperature
                 p = np.exp(sub - sub.max())
@@ -244,7 +301,12 @@ class Decoder:
                 allowed = np.concatenate(([first_pick], allowed[allowed != first_pick]))
             for c in allowed[:256]:
                 c = int(c)
-                if self._rejecting(generated, c, constraints, stats) is None:
+                if c in forbidden:
+                    continue
+                rej, pend, _ = self._judge(generated, c, constraints, stats)
+                if rej is None:
+                    if pending_out is not None:
+                        pending_out.extend(pend)
                     return c
             return None
         finally:
@@ -262,12 +324,17 @@ class Decoder:
         sampling: Sampling = Sampling(),
         drafter: Drafter | None = None,
         max_draft: int = 4,
+        threads: Callable[[], int | None] | None = None,
     ) -> DecodeResult:
         """Generate up to ``max_tokens`` tokens after ``prompt``.
 
         ``stop(text)`` returns where to cut the text generated so far when generation should end.
         Raises Cancelled (between evaluations) when ``cancel`` is set; the KV cache stays
-        consistent.
+        consistent. A constraint whose analysis is still running accepts provisionally; the
+        choice is verified when the analysis lands, and on a violation generation rolls back to
+        that token and continues from there -- the output equals waiting, the latency does not.
+        ``threads()`` is asked before each evaluation how many threads to use (None: default);
+        the engine uses it to leave a core to a running analysis.
         """
         stats = DecodeStats(prompt_tokens=len(prompt))
         active = list(constraints)
@@ -276,79 +343,162 @@ class Decoder:
         calls0 = getattr(be, "eval_calls", 0)
         if cancel:
             cancel.check()
+        default_threads = (getattr(be, "n_threads", 1), getattr(be, "n_threads_batch", 1))
+
+        def apply_threads() -> None:
+            if threads is None or not hasattr(be, "set_threads"):
+                return
+            n = threads()
+            be.set_threads(*(default_threads if n is None else (n, n)))
+
         t0 = time.perf_counter()
         if len(prompt) + 1 > be.n_ctx:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the context ({be.n_ctx})")
         max_tokens = max(0, min(max_tokens, be.n_ctx - len(prompt) - 1))
+        apply_threads()
         stats.reused_tokens, stats.prompt_eval_tokens = be.eval_prompt(prompt)
         t1 = time.perf_counter()
         stats.prompt_ms = (t1 - t0) * 1000
+        n_prompt = len(prompt)
+        prompt_logits = be.tail_logits()
         out = _Text()
         toks: list[int] = []
+        snaps: list[tuple[str, bytes]] = []  # decoded text before each token
+        checkpoints: list[tuple[int, Constraint, Any, int]] = []  # (step, constraint, pending, token)
+        rows: list[np.ndarray] = [prompt_logits]  # rows[k] predicts the token at step len(toks)+k
+        draft: list[int] = []  # draft[k] was fed after rows[k]'s step: rows[k+1] assumes it
         cut: int | None = None
-
-        def accept(tok: int) -> bool:
-            """Append ``tok``; True when generation must stop after it."""
-            nonlocal cut
-            toks.append(tok)
-            out.push(self.vocab.pieces[tok])
-            if stop is not None and not out.pending:
-                c = stop(out.text)
-                if c is not None:
-                    cut = c
-                    return True
-            return len(toks) >= max_tokens
+        finishing: str | None = None
+        forbidden: dict[int, set[int]] = {}  # step -> tokens that led to dead ends there
 
         def finish(reason: str) -> DecodeResult:
+            be.truncate(n_prompt + max(len(toks) - 1, 0))
+            if threads is not None and hasattr(be, "set_threads"):
+                be.set_threads(*default_threads)
             stats.stop_reason = stats.stop_reason or reason
             stats.generated_tokens = len(toks)
             stats.decode_ms = (time.perf_counter() - t1) * 1000
             stats.eval_calls = getattr(be, "eval_calls", 0) - calls0
             text = out.text if cut is None else out.text[:cut]
-            return DecodeResult(text=text, tokens=toks, stats=stats)
+            return DecodeResult(text=text, tokens=list(toks), stats=stats)
+
+        def settle(block: bool) -> int | None:
+            """Verify provisional choices whose analysis is ready; the first failing step."""
+            keep = []
+            failed: int | None = None
+            for cp in checkpoints:
+                step, con, pend, tok = cp
+                if failed is not None:
+                    keep.append(cp)
+                    continue
+                if block and not pend.done():
+                    tw = time.perf_counter()
+                    pend.wait()
+                    stats.pending_wait_ms += (time.perf_counter() - tw) * 1000
+                if not pend.done():
+                    keep.append(cp)
+                    continue
+                if con not in active:
+                    continue  # disabled meanwhile: no opinion
+                try:
+                    r = con.check(snaps[step][0], tok, self.vocab.text(tok))
+                except Exception as exc:
+                    self._disable(con, active, stats, exc)
+                    continue
+                if r is False or (isinstance(r, (bool, np.bool_)) and not r):
+                    failed = step
+                elif not (r is True or isinstance(r, (bool, np.bool_))):
+                    keep.append((step, con, r, tok))  # a new analysis started: keep waiting
+            checkpoints[:] = keep
+            return failed
+
+        def rollback(step: int) -> None:
+            nonlocal rows, draft, cut, finishing
+            stats.rollbacks += 1
+            out.text, out.pending = snaps[step]
+            del toks[step:]
+            del snaps[step:]
+            checkpoints[:] = [cp for cp in checkpoints if cp[0] < step]
+            for k in [k for k in forbidden if k > step]:
+                del forbidden[k]
+            cut = None
+            finishing = None
+            draft = []
+            if step == 0:
+                be.truncate(n_prompt)
+                rows = [prompt_logits]
+            else:
+                be.truncate(n_prompt + step - 1)
+                rows = []
 
         if max_tokens <= 0:
             return finish("max tokens")
-        tok = self.choose(be.tail_logits(), out.text, active, stats, sampling, rng)
-        if tok is None:
-            return finish("constraints: nothing allowed")
-        if self._is_stop(tok):
-            return finish("end token")
-        if accept(tok):
-            return finish("stop rule" if cut is not None else "max tokens")
-        pending = tok
         while True:
             if cancel and cancel.is_set():
                 exc = Cancelled(cancel.reason or "cancelled")
                 exc.generated_tokens = len(toks)  # type: ignore[attr-defined]
                 raise exc
-            draft: list[int] = []
-            if drafter is not None and max_draft > 0:
-                room = min(max_draft, max_tokens - len(toks), be.n_ctx - be.n_past - 2)
-                if room > 0:
-                    try:
-                        draft = [int(t) for t in drafter(list(prompt) + toks)][:room]
-                    except Exception:
-                        log.warning("drafter failed; continuing without drafts", exc_info=True)
-                        drafter = None
-            n0 = be.n_past
-            be.eval([pending, *draft], rows="all" if draft else "last")
-            stats.drafted_tokens += len(draft)
-            for i in range(len(draft) + 1):
-                row = be.logits(i if draft else -1)
-                tok = self.choose(row, out.text, active, stats, sampling, rng)
-                if tok is None or self._is_stop(tok):
-                    be.truncate(n0 + i + 1)
-                    return finish("end token" if tok is not None else "constraints: nothing allowed")
-                if accept(tok):
-                    be.truncate(n0 + i + 1)
-                    return finish("stop rule" if cut is not None else "max tokens")
-                if i < len(draft) and tok == draft[i]:
-                    stats.accepted_draft_tokens += 1
+            if checkpoints:
+                failed = settle(block=finishing is not None)
+                if failed is not None:
+                    rollback(failed)
                     continue
-                be.truncate(n0 + i + 1)
-                pending = tok
-                break
+            if finishing is not None:
+                return finish(finishing)
+            if not rows:
+                draft = []
+                if drafter is not None and max_draft > 0:
+                    room = min(max_draft, max_tokens - len(toks), be.n_ctx - be.n_past - 2)
+                    if room > 0:
+                        try:
+                            draft = [int(t) for t in drafter(list(prompt) + toks)][:room]
+                        except Exception:
+                            log.warning("drafter failed; continuing without drafts", exc_info=True)
+                            drafter = None
+                apply_threads()
+                be.eval([toks[-1], *draft], rows="all" if draft else "last")
+                stats.drafted_tokens += len(draft)
+                rows = [be.logits(k) for k in range(len(draft) + 1)] if draft else [be.logits(-1)]
+            row = rows.pop(0)
+            expected = draft.pop(0) if draft else None
+            pend: list = []
+            rewind: list[int] = []
+            step = len(toks)
+            tok = self.choose(row, out.text, active, stats, sampling, rng, pend, forbidden.get(step), rewind)
+            if rewind and stats.rewinds < _MAX_REWINDS and 0 <= rewind[0] < len(out.text):
+                # the model's choice shows an earlier token led into a dead end: undo it
+                target = max(i for i in range(len(snaps)) if len(snaps[i][0]) <= rewind[0])
+                bad = toks[target]
+                stats.rewinds += 1
+                stats.rollbacks -= 1  # counted as a rewind, not a verification rollback
+                rollback(target)
+                forbidden.setdefault(target, set()).add(bad)
+                continue
+            if tok is None or self._is_stop(tok):
+                finishing = "end token" if tok is not None else "constraints: nothing allowed"
+                rows, draft = [], []
+                continue
+            snaps.append((out.text, out.pending))
+            toks.append(tok)
+            out.push(self.vocab.pieces[tok])
+            for con, p in pend:
+                checkpoints.append((step, con, p, tok))
+                stats.provisional += 1
+            if expected is not None and tok == expected:
+                stats.accepted_draft_tokens += 1
+            elif rows:
+                rows, draft = [], []
+                be.truncate(n_prompt + len(toks) - 1)
+            if stop is not None and not out.pending:
+                c = stop(out.text)
+                if c is not None:
+                    cut = c
+                    finishing = "stop rule"
+                    rows, draft = [], []
+                    continue
+            if len(toks) >= max_tokens:
+                finishing = "max tokens"
+                rows, draft = [], []
 
     def _is_stop(self, tok: int) -> bool:
         return tok in self.stop_ids or bool(self.vocab.is_control[tok])

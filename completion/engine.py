@@ -10,12 +10,16 @@ range it replaces, plus stats. One engine owns one model; ``complete`` calls are
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitors.base import MonitorContext
+from monitors.suite import MonitorSuite
+from monitors.syntax import canonical_language
 from monitors.vocabulary import Vocabulary
 
 from .backend import BackendConfig, LlamaBackend, ModelLoadError
@@ -33,6 +37,14 @@ log = logging.getLogger(__name__)
 __all__ = ["Completion", "CompletionRequest", "Engine", "EngineNotReady", "ModelLoadError"]
 
 ProgressFn = Callable[[str, int], None]
+
+
+def _spare_cores(threads: int) -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return n - threads
 
 
 class EngineNotReady(RuntimeError):
@@ -95,6 +107,9 @@ class Engine:
         self._load_error: str | None = None
         self._ready = threading.Event()
         self.load_stats: dict[str, float] = {}
+        self._suite: MonitorSuite | None = None
+        self._suite_key: tuple | None = None
+        self.root: str | None = None  # project root for static analysis (the LSP workspace)
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -172,7 +187,7 @@ class Engine:
             template=template,
             heal=s.token_healing,
         )
-        decoder = Decoder(backend, vocab, stop_ids)
+        decoder = Decoder(backend, vocab, stop_ids, speculate=os.environ.get("SPECULATE", "1") == "1")
         self.load_stats = {
             "resolve_ms": round((t1 - t0) * 1000, 1),
             "load_ms": round((t2 - t1) * 1000, 1),
@@ -210,6 +225,38 @@ class Engine:
             if self._model is not None:
                 self._model.backend.close()
                 self._model = None
+            if self._suite is not None:
+                self._suite.close()
+                self._suite = None
+
+    # ---- monitors --------------------------------------------------------------------------
+    def monitor_suite(self, settings: Settings | None = None) -> MonitorSuite | None:
+        """The monitors for these settings (rebuilt when the monitor settings change)."""
+        s = settings or self.settings
+        if not s.monitors:
+            return None
+        key = (s.monitors, s.monitor_timeout_ms, self.root)
+        if self._suite is None or self._suite_key != key:
+            if self._suite is not None:
+                self._suite.close()
+            self._suite = MonitorSuite(s.monitors, s.monitor_timeout_ms, self.root)
+            self._suite_key = key
+        return self._suite
+
+    @staticmethod
+    def _thread_hint(suite: MonitorSuite | None, backend):
+        """While an analysis runs, decode on one thread fewer: on small machines, llama.cpp's
+        threads spin-wait on each other when a core is taken, which is far slower."""
+        if suite is None or backend.n_threads < 2:
+            return None
+        reduced = max(1, backend.n_threads - 1)
+        return lambda: (reduced if suite.runner.busy() else None) if not os.environ.get("NO_HINT") else None
+
+    def warm_up_monitors(self) -> None:
+        """Start loading the static analysis in the background (does not block)."""
+        suite = self.monitor_suite()
+        if suite is not None:
+            suite.warm_up()
 
     # ---- completion ------------------------------------------------------------------------
     def complete(self, req: CompletionRequest, cancel: CancelToken | None = None) -> Completion:
@@ -250,6 +297,16 @@ class Engine:
             healing = prompt.healing
             markers = m.marker_texts
             constraints: list[Constraint] = []
+            sessions: list = []
+            suite = self.monitor_suite(s)
+            lang = canonical_language(req.language) or req.language
+            if suite is not None:
+                mctx = MonitorContext(
+                    text=req.text, offset=prompt.decode_start, cursor=req.offset, language=lang,
+                    path=req.path, vocab=m.vocab, root=self.root,
+                )
+                sessions = suite.sessions(mctx)
+                constraints.extend(sessions)
             if healing:
                 constraints.append(HealingConstraint(healing, m.vocab))
 
@@ -271,6 +328,7 @@ class Engine:
                 stop=stop,
                 cancel=cancel,
                 sampling=Sampling(temperature=s.temperature, top_p=s.top_p, seed=s.seed),
+                threads=self._thread_hint(suite, m.backend) if sessions else None,
             )
         gen = result.text
         after = gen[len(healing) :] if gen.startswith(healing) else ""
@@ -285,6 +343,14 @@ class Engine:
         if text and not mode.multiline and rules.line_after.strip():
             range_end = self._suffix_replacement(req, text, rules)
         stats = result.stats.as_dict()
+        mon: dict[str, Any] = {}
+        for sess in sessions:
+            d = sess.stats.as_dict()
+            d["interventions"] = result.stats.interventions.get(sess.name, 0)
+            mon[sess.name] = d
+        stats["monitors"] = mon
+        stats["monitor_overhead_ms"] = round(sum(x.stats.overhead_ms for x in sessions), 3)
+        stats["constrained_tokens"] = len(set().union(*(x.stats.constrained for x in sessions))) if sessions else 0
         if rules.reason and result.stats.stop_reason == "stop rule":
             stats["stop_reason"] = rules.reason
         stats.update(

@@ -23,6 +23,26 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
 
 
+def _monitors_value(value: Any, current: tuple[str, ...]) -> Any:
+    """``monitors`` accepts true/false (all/none), a list of names, or {name: bool} over the current set."""
+    from monitors.suite import ALL_MONITORS
+
+    if value is True:
+        return ALL_MONITORS
+    if value is False or value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    if isinstance(value, Mapping):
+        on = set(current)
+        for k, v in value.items():
+            if k not in ALL_MONITORS:
+                return (*current, str(k))  # reported as an unknown monitor by problems()
+            (on.add if v else on.discard)(k)
+        return tuple(m for m in ALL_MONITORS if m in on)
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a user can configure. Defaults are what ``steercode`` does out of the box."""
@@ -44,6 +64,8 @@ class Settings:
     top_p: float = 1.0
     seed: int = 0
     model_wait_ms: int = 15000  # how long a request waits for the model to load
+    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp")  # enabled monitors
+    monitor_timeout_ms: int = 300  # analysis budget per trigger; slower means "no opinion" there
 
     # ---- validation ------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -65,6 +87,11 @@ class Settings:
         rng("temperature", 0.0, 5.0)
         rng("seed", 0, 2**32 - 1)
         rng("model_wait_ms", 0, 600000)
+        rng("monitor_timeout_ms", 1, 60000)
+        from monitors.suite import ALL_MONITORS
+
+        if not isinstance(self.monitors, tuple) or any(m not in ALL_MONITORS for m in self.monitors):
+            p.append(f"monitors must name monitors among {', '.join(ALL_MONITORS)}, got {self.monitors!r}")
         if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
             p.append(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.line_mode not in _LINE_MODES:
@@ -110,6 +137,8 @@ class Settings:
                 continue
             if key == "model_path" and value == "":
                 value = None
+            if key == "monitors":
+                value = _monitors_value(value, current.monitors)
             if isinstance(value, float) and value.is_integer() and isinstance(getattr(self, key), int) and not isinstance(getattr(self, key), bool):
                 value = int(value)
             candidate = dataclasses.replace(current, **{key: value})

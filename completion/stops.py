@@ -19,6 +19,7 @@ whitespace, the part of the line that is already after the cursor).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from monitors.syntax import canonical_language, cursor_syntax
@@ -92,6 +93,19 @@ def decide_line_mode(text: str, offset: int, language: str | None, policy: str =
     return LineMode(False, 1, "mid-statement: finish the line")
 
 
+_REPEAT = re.compile(r"(.{3,}?)\1{2,}$", re.S)
+
+
+def _repetition_cut(gen: str) -> int | None:
+    """Where a run of the same chunk (3+ times in a row, on the last line) starts repeating."""
+    ls = gen.rfind("\n") + 1
+    tail = gen[ls:][-200:]
+    m = _REPEAT.search(tail)
+    if m is None or not m.group(1).strip():
+        return None
+    return len(gen) - len(tail) + m.start() + len(m.group(1))
+
+
 class StopRules:
     """Stream filter for one request (see the module docstring)."""
 
@@ -119,6 +133,10 @@ class StopRules:
     # ---- streaming -------------------------------------------------------------------------
     def feed(self, gen: str) -> int | None:
         """Where to cut ``gen`` if generation should stop now, else None."""
+        rep = _repetition_cut(gen)
+        if rep is not None:
+            self.reason = "repetition"
+            return rep
         if not self.mode.multiline:
             nl = gen.find("\n")
             cut = self._closer_cut(gen[: nl if nl >= 0 else len(gen)])

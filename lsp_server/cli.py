@@ -280,6 +280,36 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    from completion.engine import Engine, ModelLoadError
+    from completion.evaluation import dump, format_table, run_eval
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"steercode: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    engine = Engine(_settings_from_args(args))
+    try:
+        engine.load()
+    except ModelLoadError as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 3
+    report = run_eval(
+        args.task, args.paths, sites=args.sites, seed=args.seed, engine=engine,
+        progress=lambda m: print(f"[eval] {m}", file=sys.stderr, flush=True),
+    )
+    print(format_table(report))
+    if args.json:
+        dump(report, args.json)
+    engine.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # doctor
 
 
@@ -385,6 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--log-level", default="warning")
     _add_model_args(j)
     j.set_defaults(func=cmd_stdio)
+
+    e = sub.add_parser("eval", help="measure monitor-guided decoding (members / calls) on real code")
+    e.add_argument("task", choices=["members", "calls"])
+    e.add_argument("paths", nargs="+", help="Python files or directories")
+    e.add_argument("--sites", type=int, default=200)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", metavar="OUT", help="write the report here")
+    e.add_argument("--log-level", default="warning")
+    _add_model_args(e)
+    e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("doctor", help="check the installation and the model")
     d.add_argument("--no-complete", action="store_true", help="do not run a test completion")

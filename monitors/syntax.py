@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -135,17 +136,36 @@ def available_grammars() -> dict[str, str]:
     return out
 
 
+_parse_cache: OrderedDict[tuple, tuple] = OrderedDict()
+_parse_lock = threading.Lock()
+
+
 def parse(text: str, language: str | None):
-    """Parse ``text``; returns (tree, utf8_bytes) or None when there is no grammar."""
+    """Parse ``text``; returns (tree, utf8_bytes) or None when there is no grammar.
+
+    The last few results are cached by (language, text): one request asks several times
+    (line mode, each monitor) about the same document.
+    """
     key = canonical_language(language)
     if key is None:
         return None
+    ck = (key, len(text), hash(text))
+    with _parse_lock:
+        hit = _parse_cache.get(ck)
+        if hit is not None and hit[0] == text:
+            _parse_cache.move_to_end(ck)
+            return hit[1]
     try:
         data = text.encode("utf-8", "surrogatepass")
-        return _parser(key).parse(data), data
+        result = (_parser(key).parse(data), data)
     except Exception:
         log.warning("tree-sitter parse failed for %s", language, exc_info=True)
         return None
+    with _parse_lock:
+        _parse_cache[ck] = (text, result)
+        while len(_parse_cache) > 4:
+            _parse_cache.popitem(last=False)
+    return result
 
 
 def offset_to_byte(text: str, offset: int) -> int:

@@ -118,3 +118,8 @@ def test_suggestion_that_rewrites_the_closers_replaces_the_rest_of_the_line():
     assert Engine._suffix_replacement(req, '"hello")', r) == len(text)
     # a plain insertion keeps the range empty
     assert Engine._suffix_replacement(req, "x", r) == off
+
+
+def test_repetition_is_cut():
+    assert run(rules("x = ┃"), "co_filename, f.clear, f.clear, f.clear, f.clear") == "co_filename, f.clear"
+    assert run(rules("x = ┃"), "[1, 2, 3]") == "[1, 2, 3]"

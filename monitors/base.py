@@ -1,0 +1,364 @@
+"""The monitor protocol and the machinery every monitor shares.
+
+A **Monitor** is created once per engine; ``start(ctx)`` looks at one request and returns a
+**session** (or None when it has nothing to say there). A session is a constraint for the decode
+loop: ``check(generated, token, text)`` and ``allowed(generated)``, where ``generated`` is the
+text produced since the decode start. Its answers are a function of (request context, generated
+text) only -- analysis results are memoized by the text they were computed from, which never
+changes the answer -- so rollback is free.
+
+Static analysis runs on ``AnalysisRunner``'s thread with a time budget: a result that does not
+arrive in time means "no opinion" for that trigger (the analysis still completes in the
+background and fills the cache for the next request).
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import concurrent.futures.process
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AnalysisRunner",
+    "Pending",
+    "Rewind",
+    "Monitor",
+    "MonitorContext",
+    "MonitorStats",
+    "NameSet",
+    "TIMEOUT",
+]
+
+
+@dataclass(frozen=True)
+class MonitorContext:
+    """One request as monitors see it: text, offsets, a vocabulary. Never the model."""
+
+    text: str  # the whole document
+    offset: int  # decode start: generated text is inserted here (cursor - healed text)
+    cursor: int  # the cursor
+    language: str
+    path: str | None
+    vocab: Vocabulary
+    root: str | None = None  # project root for analysis
+
+    @property
+    def base(self) -> str:
+        return self.text[: self.offset]
+
+    @property
+    def after_cursor_line(self) -> str:
+        """The document after the cursor's line (what analysis keeps of the suffix)."""
+        nl = self.text.find("\n", self.cursor)
+        return "" if nl < 0 else self.text[nl:]
+
+
+@dataclass
+class MonitorStats:
+    """What a session did, for the completion's stats and the server log."""
+
+    triggers: int = 0
+    analyses: int = 0
+    analysis_ms: list[float] = field(default_factory=list)
+    timeouts: int = 0
+    semantic_hits: int = 0  # analyses answered by an equal semantic key
+    errors: list[str] = field(default_factory=list)
+    check_ms: float = 0.0  # time inside check()/allowed(), analysis waits included
+    wait_ms: float = 0.0  # of which waiting for analysis results
+    checks: int = 0
+    constrained: set[int] = field(default_factory=set)  # generated lengths where a rule was in force
+
+    @property
+    def overhead_ms(self) -> float:
+        """Time spent deciding, without waiting for the analysis."""
+        return max(0.0, self.check_ms - self.wait_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "constrained_tokens": len(self.constrained),
+            "overhead_ms": round(self.overhead_ms, 3),
+            "wait_ms": round(self.wait_ms, 1),
+            "triggers": self.triggers,
+            "analyses": self.analyses,
+            "analysis_ms": [round(x, 1) for x in self.analysis_ms],
+            "timeouts": self.timeouts,
+            "semantic_hits": self.semantic_hits,
+            "errors": list(self.errors),
+            "check_ms": round(self.check_ms, 3),
+            "checks": self.checks,
+        }
+
+
+class Monitor(Protocol):
+    name: str
+    languages: frozenset[str]
+
+    def start(self, ctx: MonitorContext) -> Any | None:
+        """A session (a constraint) for this request, or None when there is nothing to say."""
+        ...
+
+
+class Pending:
+    """An undecided answer: the analysis it needs is still running.
+
+    The decode loop accepts the token provisionally and asks again once ``done()``; by then the
+    constraint answers True or False (after the deadline: True, "no opinion").
+    """
+
+    __slots__ = ("deadline", "future")
+
+    def __init__(self, future: concurrent.futures.Future, deadline: float) -> None:
+        self.future = future
+        self.deadline = deadline
+
+    def done(self) -> bool:
+        return self.future.done() or time.monotonic() >= self.deadline
+
+    def wait(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0 and not self.future.done():
+            concurrent.futures.wait([self.future], timeout=remaining)
+
+    def __bool__(self) -> bool:  # never mistaken for a verdict
+        raise TypeError("a Pending answer is neither True nor False")
+
+
+class Rewind:
+    """A rejection that also says the generated text went wrong earlier, at ``to`` characters.
+
+    The decode loop may roll back to the token that produced that character and try its next
+    choice there (bounded per request): a dead end found late is undone, not papered over.
+    """
+
+    __slots__ = ("to",)
+
+    def __init__(self, to: int) -> None:
+        self.to = to
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"Rewind(to={self.to})"
+
+
+class _Timeout:
+    def __repr__(self) -> str:
+        return "TIMEOUT"
+
+
+TIMEOUT: Any = _Timeout()
+
+
+class AnalysisRunner:
+    """Runs static analysis jobs (``monitors.worker.run(*job)``) with a time budget and a cache.
+
+    By default in a separate worker process (see ``monitors.worker``); with ``process=False``,
+    or when a process cannot be started, on one dedicated thread. Either way jobs run one at a
+    time (jedi is not thread-safe), results are cached by key (and by any alias keys), and a
+    failed job yields None: "no opinion".
+    """
+
+    def __init__(self, cache_size: int = 512, *, process: bool = True, root: str | None = None) -> None:
+        self._cache: OrderedDict[Hashable, Any] = OrderedDict()
+        self._pending: dict[Hashable, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+        self._cache_size = cache_size
+        self._running = 0
+        self._root = root
+        self._want_process = process
+        self._executor: concurrent.futures.Executor | None = None
+        self.mode = "none"
+
+    # ---- executor ------------------------------------------------------------------------
+    def _ensure_executor(self) -> concurrent.futures.Executor:
+        if self._executor is not None:
+            return self._executor
+        from . import worker
+
+        if self._want_process:
+            try:
+                import multiprocessing
+
+                ctx = multiprocessing.get_context("spawn")
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=ctx, initializer=worker.initialize, initargs=(self._root,)
+                )
+                self.mode = "process"
+                return self._executor
+            except Exception:
+                log.warning("could not start the analysis process; analysing on a thread", exc_info=True)
+        worker.initialize(self._root)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="steercode-analysis")
+        self.mode = "thread"
+        return self._executor
+
+    def _restart(self) -> None:
+        ex, self._executor = self._executor, None
+        if ex is not None:
+            procs = getattr(ex, "_processes", None) or {}
+            for proc in list(procs.values()):
+                try:
+                    proc.terminate()
+                except Exception:
+                    pass
+            ex.shutdown(wait=False, cancel_futures=True)
+
+    def busy(self) -> bool:
+        """True while an analysis is queued or running (it then needs a CPU core)."""
+        return self._running > 0
+
+    # ---- jobs ----------------------------------------------------------------------------
+    def submit(self, key: Hashable, job: tuple, aliases: tuple[Hashable, ...] = ()) -> concurrent.futures.Future:
+        """Start (or join) the analysis for ``key``; its result is cached when it arrives."""
+        with self._lock:
+            if key in self._cache:
+                fut: concurrent.futures.Future = concurrent.futures.Future()
+                fut.set_result(self._cache[key])
+                self._cache.move_to_end(key)
+                return fut
+            pending = self._pending.get(key)
+            if pending is not None:
+                return pending
+            from . import worker
+
+            try:
+                inner = self._ensure_executor().submit(worker.run, *job)
+            except Exception:  # a broken pool: restart it once
+                self._restart()
+                inner = self._ensure_executor().submit(worker.run, *job)
+            self._running += 1
+            self._pending[key] = inner
+
+        def done(f: concurrent.futures.Future) -> None:
+            try:
+                result = f.result()
+            except Exception as exc:  # analysis failure or a dead worker: "no opinion"
+                log.warning("analysis %s failed: %s: %s", job[0], type(exc).__name__, exc)
+                result = None
+                if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+                    with self._lock:
+                        self._restart()
+            with self._lock:
+                self._running -= 1
+                self._pending.pop(key, None)
+                for k in (key, *aliases):
+                    self._cache[k] = result
+                    self._cache.move_to_end(k)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+
+        inner.add_done_callback(done)
+        return inner
+
+    def resolve(
+        self, key: Hashable, job: tuple, deadlines: dict[Hashable, float], timeout_s: float, aliases: tuple[Hashable, ...] = ()
+    ) -> Any:
+        """The result if ready, TIMEOUT once past the deadline, else a Pending for it.
+
+        The deadline runs from the first time ``key`` was asked for in this request.
+        """
+        cached = self.cached(key)
+        if cached is not TIMEOUT:
+            return cached
+        deadline = deadlines.setdefault(key, time.monotonic() + timeout_s)
+        fut = self.submit(key, job, aliases)
+        if fut.done():
+            c = self.cached(key)
+            if c is not TIMEOUT:
+                return c
+            try:
+                return fut.result()
+            except Exception:
+                return None
+        if time.monotonic() >= deadline:
+            return TIMEOUT
+        return Pending(fut, deadline)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._cache[key] = value
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def cached(self, key: Hashable) -> Any:
+        with self._lock:
+            return self._cache.get(key, TIMEOUT)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def call(self, job: tuple, timeout: float | None = None) -> Any:
+        """Run ``job`` now (uncached) and wait for it."""
+        from . import worker
+
+        with self._lock:
+            ex = self._ensure_executor()
+        return ex.submit(worker.run, *job).result(timeout=timeout)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._restart()
+
+
+class NameSet:
+    """A set of legal names with the two queries monitors need, and its token sets.
+
+    ``admits(word, complete)``: is ``word`` a legal name (complete) or a prefix of one?
+    ``tokens(word, vocab)``: ids of the tokens that can follow a partial identifier ``word``:
+    the next piece of a legal name, or the rest of one followed by a non-identifier character.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = tuple(sorted(set(names)))
+        self._set = frozenset(self.names)
+        self._token_cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._set
+
+    def admits(self, word: str, complete: bool) -> bool:
+        if complete:
+            return word in self._set
+        i = bisect.bisect_left(self.names, word)
+        return i < len(self.names) and self.names[i].startswith(word)
+
+    def completions(self, word: str) -> list[str]:
+        i = bisect.bisect_left(self.names, word)
+        out = []
+        while i < len(self.names) and self.names[i].startswith(word):
+            out.append(self.names[i])
+            i += 1
+        return out
+
+    def tokens(self, word: str, vocab: Vocabulary) -> np.ndarray:
+        cached = self._token_cache.get(word)
+        if cached is not None:
+            return cached
+        parts = []
+        for name in self.completions(word):
+            rest = name[len(word) :]
+            if rest:
+                parts.append(vocab.ids_prefix_of(rest))
+            parts.append(vocab.finishing_word(rest))
+        ids = np.unique(np.concatenate(parts)).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
+        self._token_cache[word] = ids
+        return ids

@@ -1,0 +1,315 @@
+"""jedi, in-process: the static analysis behind the Python monitors.
+
+Every query takes the code to analyse and answers at its *end* (the monitors cut the document at
+the trigger and append what follows the cursor's line). Results are plain, immutable data. All
+calls must run on the ``AnalysisRunner`` thread: jedi is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import logging
+import os
+import re
+import site
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["JediAnalyzer", "Param", "Signature"]
+
+POSITIONAL_ONLY = "POSITIONAL_ONLY"
+POSITIONAL_OR_KEYWORD = "POSITIONAL_OR_KEYWORD"
+VAR_POSITIONAL = "VAR_POSITIONAL"
+KEYWORD_ONLY = "KEYWORD_ONLY"
+VAR_KEYWORD = "VAR_KEYWORD"
+
+PY_KEYWORDS = frozenset(keyword.kwlist) | frozenset(getattr(keyword, "softkwlist", ()))
+MODULE_DUNDERS = frozenset(
+    {"__name__", "__file__", "__doc__", "__spec__", "__loader__", "__package__", "__builtins__", "__debug__", "__path__"}
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    params: tuple[Param, ...]
+
+
+_STATE_REUSE = 64
+_SHARE_STATE = os.environ.get("STEERCODE_JEDI_SHARED_STATE") == "1"
+_LIBRARY_ROOTS = tuple(
+    os.path.abspath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix} | set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+)
+
+
+def _is_library(path: str) -> bool:
+    """Installed code (stdlib, site-packages, typeshed inside jedi): it does not change under us."""
+    p = os.path.abspath(path)
+    return p.startswith(_LIBRARY_ROOTS) or "/typeshed/" in p
+
+
+class _SharedStateScript:
+    """``jedi.Script`` built on an existing InferenceState (see JediAnalyzer._script)."""
+
+    def __new__(cls, code: str, path: str | None, project, state):
+        import parso
+        from jedi import cache, settings
+        from jedi.api import Script
+
+        script = Script.__new__(Script)
+        script._orig_path = path
+        script.path = Path(path).absolute() if path else None
+        script._inference_state = state
+        script._module_node, code = state.parse_and_get_code(
+            code=code,
+            path=script.path,
+            use_latest_grammar=bool(path) and str(path).endswith(".pyi"),
+            cache=False,
+            diff_cache=settings.fast_parser,
+            cache_path=settings.cache_directory,
+        )
+        script._code_lines = parso.split_lines(code, keepends=True)
+        script._code = code
+        cache.clear_time_caches()
+        return script
+
+
+_MISSING = object()
+_MEMBER_CALL = re.compile(r"\.([A-Za-z_]\w*)\($")
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _remember(cache: OrderedDict, key: str, value: object, size: int = 16) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _end_position(code_before: str) -> tuple[int, int]:
+    line = code_before.count("\n") + 1
+    col = len(code_before) - (code_before.rfind("\n") + 1)
+    return line, col
+
+
+def _has_default(description: str) -> bool:
+    # jedi describes parameters as "param name", "param name=1", "param name: T=..."
+    rest = description.split(":", 1)[1] if ":" in description else description
+    return "=" in rest
+
+
+class JediAnalyzer:
+    """Members, scope names, import names and call signatures at a position."""
+
+    def __init__(self, root: str | None = None, *, dynamic_params: bool = False) -> None:
+        import jedi  # imported lazily: only Python monitors need it
+
+        self._jedi = jedi
+        # jedi infers un-annotated parameters from every call site in the module, and list
+        # contents from every .append: 200-700 ms on a 2,000-line file. Monitors answer "no
+        # opinion" for such parameters instead (element types of lists are rarely needed).
+        self.dynamic_params = dynamic_params
+        self._projects: dict[str, object] = {}
+        self._default_root = root
+        self._lock = threading.Lock()
+        self._states: dict[int, list] = {}
+        self._type_cache: dict = {}
+        self.type_hits = 0
+        # per member trigger (digest of the code up to the dot): its inferred type, and the jedi
+        # completions when a full completion ran -- so ``obj.name(`` finds name's signature
+        # without parsing the document again
+        self._dot_types: OrderedDict[str, object] = OrderedDict()
+        self._dot_completions: OrderedDict[str, dict] = OrderedDict()
+
+    def _project(self, path: str | None):
+        key = self._default_root or (os.path.dirname(path) if path else os.getcwd())
+        proj = self._projects.get(key)
+        if proj is None:
+            if self._default_root:
+                proj = self._jedi.Project(self._default_root)
+            else:  # the enclosing project (.git, setup.py, pyproject.toml ...) of the file
+                proj = self._jedi.get_default_project(key)
+            self._projects[key] = proj
+        return proj
+
+    def _script(self, code: str, path: str | None):
+        """A jedi Script sharing one inference state per project between requests.
+
+        jedi builds a fresh InferenceState per Script, so every request re-infers builtins,
+        typeshed stubs and imported modules; sharing it keeps those warm. The state is renewed
+        every ``_STATE_REUSE`` scripts (its memo caches hold on to old parse trees).
+        """
+        project = self._project(path)
+        self._jedi.settings.dynamic_params = self.dynamic_params
+        self._jedi.settings.dynamic_params_for_other_modules = self.dynamic_params
+        self._jedi.settings.dynamic_array_additions = self.dynamic_params
+        if not _SHARE_STATE:
+            return self._jedi.Script(code, path=path, project=project)
+        state = self._states.get(id(project))
+        if state is None or state[1] >= _STATE_REUSE:
+            from jedi.inference import InferenceState
+
+            state = [InferenceState(project, environment=None, script_path=None), 0]
+            self._states[id(project)] = state
+        state[1] += 1
+        return _SharedStateScript(code, path, project, state[0])
+
+    def _type_key(self, values, code: str, path: str | None, pos: int | None = None):
+        """A cache key for the members/signatures of what ``values`` are (None: do not cache)."""
+        parts = []
+        for v in values:
+            fn = v.full_name
+            if not fn:
+                return None
+            mp = str(v.module_path) if v.module_path else None
+            if mp and path and os.path.abspath(mp) == os.path.abspath(path):
+                # defined in the document being edited: key by what jedi reads of it
+                if v.type not in ("instance", "class"):
+                    return None
+                from .semantic_keys import class_signature_by_name
+
+                sig = class_signature_by_name(code, fn.rsplit(".", 1)[-1], pos)
+                if sig is None:
+                    return None
+                parts.append((v.type, fn, sig))
+            elif mp and not _is_library(mp):
+                try:
+                    parts.append((v.type, fn, mp, os.path.getmtime(mp)))
+                except OSError:
+                    return None
+            else:
+                parts.append((v.type, fn, mp))
+        return tuple(sorted(parts, key=repr)) if parts else None
+
+    # ---- queries (code = text before the position + "\n" + what follows the cursor line) ----
+    def completions(self, before: str, after: str, path: str | None) -> list:
+        line, col = _end_position(before)
+        return self._script(before + after, path).complete(line, col)
+
+    def members(self, before: str, after: str, path: str | None) -> frozenset[str] | None:
+        """Attribute names after ``expr.`` at the end of ``before``; None when unknown.
+
+        The expression is inferred first (cheap); members are cached by the inferred type, so
+        only the first ``list`` / ``HelpFormatter`` / ``posixpath`` pays for a full completion.
+        """
+        line, col = _end_position(before)
+        dot = _digest(before, after)
+        with self._lock:
+            script = self._script(before + after, path)
+            key = None
+            if col >= 2:
+                try:
+                    key = self._type_key(script.infer(line, col - 1), before + after, path, len(before))
+                except Exception:
+                    key = None
+            _remember(self._dot_types, dot, key)
+            if key is not None and key in self._type_cache:
+                self.type_hits += 1
+                return self._type_cache[key]
+            comps = script.complete(line, col)
+            _remember(self._dot_completions, dot, {c.name: c for c in comps if c.type in ("function", "class")})
+        names = frozenset(c.name for c in comps if c.type != "keyword")
+        result = None if (not names or "__getattr__" in names) else names  # unknown / dynamic: no opinion
+        if key is not None and result is not None:  # never cache "unknown" under a type
+            if len(self._type_cache) > 2048:
+                self._type_cache.clear()
+            self._type_cache[key] = result
+        return result
+
+    def import_names(self, before: str, after: str, path: str | None) -> frozenset[str] | None:
+        """Module or member names in an import statement at the end of ``before``."""
+        with self._lock:
+            comps = self.completions(before, after, path)
+        names = frozenset(c.name for c in comps if c.type != "keyword")
+        return names or None
+
+    def scope_names(self, before: str, after: str, path: str | None) -> frozenset[str] | None:
+        """Names that resolve at an expression start at the end of ``before`` (with keywords)."""
+        with self._lock:
+            comps = self.completions(before, after, path)
+        names = frozenset(c.name for c in comps)
+        if not names:
+            return None
+        return names | PY_KEYWORDS | MODULE_DUNDERS
+
+    def signatures(self, before: str, after: str, path: str | None) -> tuple[Signature, ...] | None:
+        """Signatures of the call whose '(' ends ``before``; None when unknown (cached by callee)."""
+        line, col = _end_position(before)
+        with self._lock:
+            fast = self._member_call_signatures(before, after)
+            if fast is not _MISSING:
+                return fast
+            script = self._script(before + after, path)
+            key = None
+            if col >= 2:
+                try:
+                    key = self._type_key(script.infer(line, col - 1), before + after, path, len(before))
+                except Exception:
+                    key = None
+            if key is not None and ("sig", key) in self._type_cache:
+                self.type_hits += 1
+                return self._type_cache[("sig", key)]
+            sigs = script.get_signatures(line, col)
+            out = tuple(
+                Signature(
+                    name=s.name,
+                    params=tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in s.params),
+                )
+                for s in sigs
+            )
+        result = out or None
+        if key is not None and result is not None:
+            self._type_cache[("sig", key)] = result
+        return result
+
+    def _member_call_signatures(self, before: str, after: str):
+        """Signatures for ``obj.name(`` from the member analysis of ``obj.`` (no new parse)."""
+        m = _MEMBER_CALL.search(before[-200:])
+        if not m:
+            return _MISSING
+        name = m.group(1)
+        dot = _digest(before[: len(before) - len(m.group(0)) + 1], after)
+        tkey = self._dot_types.get(dot, _MISSING)
+        if tkey is _MISSING:
+            return _MISSING
+        if tkey is not None and ("sigm", tkey, name) in self._type_cache:
+            self.type_hits += 1
+            return self._type_cache[("sigm", tkey, name)]
+        comp = self._dot_completions.get(dot, {}).get(name)
+        if comp is None:
+            return _MISSING
+        out = tuple(
+            Signature(name=s.name, params=tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in s.params))
+            for s in comp.get_signatures()
+        ) or None
+        if tkey is not None and out is not None:
+            self._type_cache[("sigm", tkey, name)] = out
+        return out
+
+    def warm_up(self) -> None:
+        """Load builtins and common stubs once so the first real request is not the slow one."""
+        code = "import os\nos.path.join\nprint("
+        with self._lock:
+            s = self._script(code, None)
+            s.complete(2, 8)
+            s.get_signatures(3, 6)

@@ -1,0 +1,87 @@
+"""The monitors of one engine: built from settings, sharing one analysis thread.
+
+``MonitorSuite.sessions(ctx)`` asks every enabled monitor for a session for this request; a
+monitor that raises is skipped for the request (logged), never failing it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from .base import AnalysisRunner, MonitorContext
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ALL_MONITORS", "MonitorSuite"]
+
+#: every monitor steercode has; the LSP-backed ones cover TypeScript/JavaScript (and more when
+#: their language servers are installed)
+ALL_MONITORS = ("members", "calls", "imports", "names", "lsp")
+
+
+class MonitorSuite:
+    def __init__(self, enabled: Iterable[str] = ALL_MONITORS, timeout_ms: float = 300.0, root: str | None = None) -> None:
+        self.enabled = tuple(n for n in ALL_MONITORS if n in set(enabled))
+        self.timeout_ms = timeout_ms
+        self.root = root
+        self.runner = AnalysisRunner(root=root)
+        self._monitors: list[Any] | None = None
+        self._jedi = None
+        self._lsp = None
+
+    def _build(self) -> list[Any]:
+        if self._monitors is not None:
+            return self._monitors
+        monitors: list[Any] = []
+        py = [n for n in self.enabled if n in ("members", "calls", "imports", "names")]
+        if py:
+            try:
+                from .python.calls import CallsMonitor
+                from .python.names import ImportsMonitor, MembersMonitor, NamesMonitor
+
+                classes = {"members": MembersMonitor, "imports": ImportsMonitor, "names": NamesMonitor, "calls": CallsMonitor}
+                for n in py:
+                    monitors.append(classes[n](self.runner, self.timeout_ms))
+                self._jedi = True
+            except Exception:
+                log.warning("Python monitors unavailable", exc_info=True)
+        if "lsp" in self.enabled:
+            try:
+                from .lsp import LspMembersMonitor
+
+                self._lsp = LspMembersMonitor(self.runner, self.timeout_ms, root=self.root)
+                monitors.append(self._lsp)
+            except Exception:
+                log.warning("LSP-backed monitors unavailable", exc_info=True)
+        self._monitors = monitors
+        return monitors
+
+    def warm_up(self) -> None:
+        """Queue loading jedi and its builtins on the analysis thread (does not block)."""
+        self._build()
+        if self._jedi is not None:
+            self.runner.submit(("warm-up",), ("warm-up",))
+
+    def sessions(self, ctx: MonitorContext) -> list[Any]:
+        out = []
+        for m in self._build():
+            if ctx.language not in m.languages:
+                continue
+            try:
+                s = m.start(ctx)
+            except Exception as exc:
+                log.warning("monitor %s failed to start (%s: %s); no opinion for this request", m.name, type(exc).__name__, exc)
+                continue
+            if s is not None:
+                out.append(s)
+        return out
+
+    def close(self) -> None:
+        if self._lsp is not None:
+            try:
+                self._lsp.close()
+            except Exception:
+                log.debug("closing the LSP monitor failed", exc_info=True)
+        self.runner.shutdown()

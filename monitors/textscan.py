@@ -1,0 +1,102 @@
+"""Lexical helpers over plain text: identifiers, code vs strings/comments, statement context.
+
+Monitors decide *where* a constraint applies from the text alone (the document before the decode
+start plus the generated text), with these small scanners; *what* is legal there comes from
+static analysis. Everything here is a pure function of its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = [
+    "code_state",
+    "identifiers_from",
+    "is_word",
+    "line_start",
+    "prev_significant",
+    "trailing_word_start",
+]
+
+
+def is_word(ch: str) -> bool:
+    return ch == "_" or ch.isalnum()
+
+
+def line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+def trailing_word_start(text: str, end: int | None = None) -> int:
+    """Start of the run of identifier characters that ends at ``end``."""
+    i = len(text) if end is None else end
+    while i > 0 and is_word(text[i - 1]):
+        i -= 1
+    return i
+
+
+def identifiers_from(text: str, start: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of every identifier-character run that ends after ``start``.
+
+    The first run may begin before ``start`` (an identifier being continued).
+    """
+    i = trailing_word_start(text, start)
+    n = len(text)
+    while i < n:
+        if is_word(text[i]):
+            j = i + 1
+            while j < n and is_word(text[j]):
+                j += 1
+            yield i, j
+            i = j
+        else:
+            i += 1
+
+
+def code_state(text: str, pos: int, *, python: bool = True) -> str:
+    """'code', 'string' or 'comment' at ``pos``, scanning the line that holds it.
+
+    One-line scan: a string opened on an earlier line (triple quotes) is not seen, which is why
+    monitors decline to start when the cursor is already inside a string.
+    """
+    i = line_start(text, pos)
+    quote: str | None = None
+    while i < pos:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if (python and ch == "#") or (not python and text.startswith("//", i)):
+            return "comment"
+        if ch in "\"'" or (not python and ch == "`"):
+            quote = text[i : i + 3] if python and text[i : i + 3] in ('"""', "'''") else ch
+            i += len(quote)
+            continue
+        i += 1
+    return "string" if quote else "code"
+
+
+def prev_significant(text: str, pos: int) -> tuple[str, int]:
+    """The character before ``pos`` skipping spaces and tabs on the same line, and its index."""
+    i = pos - 1
+    while i >= 0 and text[i] in " \t":
+        i -= 1
+    if i < 0:
+        return "", -1
+    return text[i], i
+
+
+def word_before(text: str, pos: int) -> tuple[str, int]:
+    """The identifier that ends at ``pos`` (after skipping spaces), and its start."""
+    ch, i = prev_significant(text, pos)
+    if not ch or not is_word(ch):
+        return "", pos
+    start = trailing_word_start(text, i + 1)
+    return text[start : i + 1], start
