@@ -15,6 +15,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c 'from completion.models import embedded_model_path; print("embedded model:", embedded_model_path())'
+	$(VENV)/bin/steercode install-servers
 	@touch $(STAMP)
 
 setup: $(STAMP)

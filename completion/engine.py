@@ -365,6 +365,16 @@ class Engine:
         )
         return Completion(text, req.offset, range_end, mode.multiline, stats)
 
+    def complete_text(
+        self, text: str, offset: int | None = None, *, language: str = "python", path: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """Convenience: complete at ``offset`` (default: the end) of ``text``."""
+        return self.complete(
+            CompletionRequest(text=text, offset=len(text) if offset is None else offset, language=language, path=path,
+                              options=dict(options or {}))
+        )
+
     @staticmethod
     def _suffix_replacement(req: CompletionRequest, text: str, rules: StopRules) -> int:
         """Replace the rest of the line when the suggestion rewrote its closing characters."""

@@ -310,6 +310,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# install-servers
+
+
+def cmd_install_servers(args: argparse.Namespace) -> int:
+    """Install the language servers the LSP-backed monitors use (TypeScript/JavaScript) with npm."""
+    import shutil
+    import subprocess
+
+    from monitors.lsp import TS_PACKAGES, server_status, ts_install_dir
+
+    npm = shutil.which("npm")
+    if not npm:
+        print("steercode: npm is not installed; TypeScript/JavaScript monitors stay off", file=sys.stderr)
+        return 1
+    target = ts_install_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    if server_status().get("typescript") == "ok" and not args.force:
+        print(f"typescript-language-server already installed in {target}")
+        return 0
+    cmd = [npm, "install", "--prefix", str(target), "--no-audit", "--no-fund", *TS_PACKAGES]
+    print(" ".join(cmd))
+    p = subprocess.run(cmd, check=False)
+    if p.returncode != 0:
+        print("steercode: npm install failed", file=sys.stderr)
+        return p.returncode
+    print(f"installed {', '.join(TS_PACKAGES)} into {target}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # doctor
 
 
@@ -347,8 +377,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if state != "ok":
             problems.append(f"tree-sitter grammar {key}: {state}")
     from completion.models import cache_dir
+    from monitors.lsp import server_status
 
     row("cache dir", cache_dir())
+    for lang, state in server_status().items():
+        if lang in ("typescript", "javascript"):
+            row(f"monitor server {lang}", state)
     settings = _settings_from_args(args)
     from completion.engine import CompletionRequest, Engine, ModelLoadError
 
@@ -425,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--log-level", default="warning")
     _add_model_args(e)
     e.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("install-servers", help="install the language servers used by the TypeScript/JavaScript monitors")
+    i.add_argument("--force", action="store_true")
+    i.set_defaults(func=cmd_install_servers)
 
     d = sub.add_parser("doctor", help="check the installation and the model")
     d.add_argument("--no-complete", action="store_true", help="do not run a test completion")

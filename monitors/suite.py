@@ -51,8 +51,9 @@ class MonitorSuite:
             try:
                 from .lsp import LspMembersMonitor
 
-                self._lsp = LspMembersMonitor(self.runner, self.timeout_ms, root=self.root)
-                monitors.append(self._lsp)
+                self._lsp = LspMembersMonitor(self.runner, max(self.timeout_ms, 1000.0), root=self.root)
+                if self._lsp.languages:
+                    monitors.append(self._lsp)
             except Exception:
                 log.warning("LSP-backed monitors unavailable", exc_info=True)
         self._monitors = monitors

@@ -52,9 +52,89 @@ def run(kind: str, *args: Any) -> Any:
         return _analyzer(True).members(*args)
     if kind == "py-signatures-truth":
         return _analyzer(True).signatures(*args)
+    if kind == "lsp-members":
+        return _lsp_members(*args)
     if kind == "warm-up":
         _analyzer().warm_up()
         return True
     if kind == "ping":
         return True
     raise ValueError(f"unknown analysis job {kind!r}")
+
+
+# ---- language servers (multilspy), one per (language, root), started on first use -------------
+
+_servers: dict[tuple[str, str], Any] = {}
+_scratch: str | None = None
+
+
+def _server(language_key: str, root: str):
+    key = (language_key, root)
+    srv = _servers.get(key)
+    if srv is not None:
+        return srv
+    import shutil
+
+    from multilspy import SyncLanguageServer
+    from multilspy.multilspy_config import Language, MultilspyConfig
+    from multilspy.multilspy_logger import MultilspyLogger
+
+    from .lsp import _LANGUAGES, ts_install_dir
+
+    logging.getLogger("multilspy").setLevel(logging.WARNING)
+    lang, exe = _LANGUAGES[language_key]
+    cfg = MultilspyConfig(code_language=Language(lang), server_install_dir=str(ts_install_dir()) if exe is None else None)
+    if exe is not None:
+        cfg.server_binary = shutil.which(exe)
+    lsp = SyncLanguageServer.create(cfg, MultilspyLogger(), root, timeout=30)
+    for name in ("multilspy", "multilspy.lsp"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = lsp.start_server()
+    ctx.__enter__()
+    import atexit
+
+    atexit.register(lambda: _stop(ctx))
+    _servers[key] = (lsp, ctx)
+    return _servers[key]
+
+
+def _stop(ctx) -> None:
+    try:
+        ctx.__exit__(None, None, None)
+    except Exception:
+        pass
+
+
+def _lsp_members(language_key: str, root: str | None, path: str | None, before: str, after: str):
+    """Member names after ``before``'s trailing dot, from the language's server (None: unknown)."""
+    import os
+    import tempfile
+
+    global _scratch
+    code = before + after
+    line = before.count("\n")
+    col = len(before) - (before.rfind("\n") + 1)
+    if path and os.path.isfile(path):
+        root = root or os.path.dirname(os.path.abspath(path))
+        rel = os.path.relpath(os.path.abspath(path), root)
+        if rel.startswith(".."):
+            root, rel = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    else:  # an unsaved document: give the server a scratch file with its text
+        if _scratch is None:
+            _scratch = tempfile.mkdtemp(prefix="steercode-lsp-")
+        root = _scratch
+        ext = {"typescript": ".ts", "tsx": ".tsx", "javascript": ".js", "go": ".go", "rust": ".rs", "cpp": ".cpp", "c": ".c"}
+        rel = "scratch" + ext.get(language_key, ".txt")
+        with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
+            f.write(code)
+    lsp, _ = _server(language_key, root)
+    with lsp.open_file(rel):
+        old = lsp.get_open_file_text(rel)
+        ol = old.count("\n")
+        oc = len(old) - (old.rfind("\n") + 1)
+        lsp.delete_text_between_positions(rel, {"line": 0, "character": 0}, {"line": ol, "character": oc})
+        lsp.insert_text_at_position(rel, 0, 0, code)
+        comps = lsp.request_completions(rel, line, col)
+    # 1 Text, 14 Keyword, 15 Snippet: not members (servers offer them for untyped values)
+    names = frozenset(c["completionText"] for c in comps if c.get("kind") not in (1, 14, 15))
+    return names or None

@@ -186,3 +186,29 @@ def test_serve_refuses_non_loopback_without_opt_in(server_env):
     p = run("serve", "--tcp", "0.0.0.0:2087", env=server_env, timeout=60)
     assert p.returncode == 2
     assert "allow-remote" in p.stderr.decode()
+
+
+def test_eval_members_json_schema(server_env, tmp_path):
+    out = tmp_path / "members.json"
+    p = run("eval", "members", str(ROOT / "completion" / "engine.py"), "--sites", "4", "--seed", "1", "--json", str(out),
+            env=server_env, timeout=600)
+    assert p.returncode == 0, p.stderr.decode()
+    assert "valid_rate" in p.stdout.decode()
+    report = json.loads(out.read_text())
+    assert report["task"] == "members"
+    assert report["sites"] + report["skipped"] == 4
+    for mode in ("plain", "monitored"):
+        assert {"valid_rate", "exact_rate", "line_exact_rate", "parse_rate", "p50_ms", "p95_ms"} <= set(report["modes"][mode])
+    assert "monitor_overhead_ms" in report["modes"]["monitored"]
+
+
+def test_eval_calls_runs(server_env, tmp_path):
+    out = tmp_path / "calls.json"
+    p = run("eval", "calls", str(ROOT / "completion" / "prompt.py"), "--sites", "3", "--json", str(out), env=server_env, timeout=600)
+    assert p.returncode == 0, p.stderr.decode()
+    assert json.loads(out.read_text())["task"] == "calls"
+
+
+def test_eval_missing_path(server_env):
+    p = run("eval", "members", "/no/such/dir", env=server_env)
+    assert p.returncode == 2 and "no such file" in p.stderr.decode()

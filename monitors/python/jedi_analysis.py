@@ -182,7 +182,10 @@ class JediAnalyzer:
             if not fn:
                 return None
             mp = str(v.module_path) if v.module_path else None
-            if mp and path and os.path.abspath(mp) == os.path.abspath(path):
+            in_document = mp is None or (path is not None and os.path.abspath(mp) == os.path.abspath(path))
+            if in_document and v.module_name in ("builtins", "typing"):
+                in_document = False
+            if in_document:
                 # defined in the document being edited: key by what jedi reads of it
                 if v.type not in ("instance", "class"):
                     return None
@@ -192,7 +195,7 @@ class JediAnalyzer:
                 if sig is None:
                     return None
                 parts.append((v.type, fn, sig))
-            elif mp and not _is_library(mp):
+            elif mp is not None and not _is_library(mp):
                 try:
                     parts.append((v.type, fn, mp, os.path.getmtime(mp)))
                 except OSError:

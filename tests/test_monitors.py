@@ -1,0 +1,325 @@
+"""Monitors: the identifier state machine on a synthetic vocabulary, golden cases per monitor on
+real jedi (cursor marked with ┃), purity, failure handling, and end to end on the real model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from conftest import split_cursor
+from fakes import FakeBackend
+
+from completion.constraints import HealingConstraint
+from completion.decoding import Decoder
+from monitors.base import AnalysisRunner, MonitorContext, NameSet, Pending, Rewind
+from monitors.identifiers import IdentifierSession
+from monitors.python.calls import CallsMonitor, call_ok, parse_args
+from monitors.python.jedi_analysis import KEYWORD_ONLY, POSITIONAL_OR_KEYWORD, VAR_KEYWORD, Param, Signature
+from monitors.python.names import ImportsMonitor, MembersMonitor, NamesMonitor
+from monitors.vocabulary import Vocabulary
+
+# ---- the identifier state machine on a synthetic vocabulary -----------------------------------
+
+PIECES = [b"<eos>", b"app", b"append", b"end", b"ex", b"extend", b"(", b"()", b"append(", b" ", b"x",
+          b"pop", b"po", b"p", b"ap", b"\n", b".", b"_", b"clear", b"copy"]
+MEMBERS = {"append", "extend", "pop", "clear", "copy"}
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return Vocabulary(PIECES, control=[0])
+
+
+class StaticMembers(IdentifierSession):
+    """Members after ``xs.`` come from a fixed set (no analysis)."""
+
+    name = "members"
+    requires_identifier = True
+    calls = 0
+
+    def in_context(self, full, s):
+        return s > 0 and full[s - 1] == "."
+
+    def legal_at(self, full, s):
+        StaticMembers.calls += 1
+        return NameSet(MEMBERS)
+
+
+def session(vocab, text="xs = []\nxs."):
+    ctx = MonitorContext(text=text, offset=len(text), cursor=len(text), language="python", path=None, vocab=vocab)
+    return StaticMembers(ctx, runner=None, timeout_s=1.0)  # type: ignore[arg-type]
+
+
+def t(s):
+    return PIECES.index(s.encode())
+
+
+def test_member_prefixes_and_complete_names(vocab):
+    s = session(vocab)
+    assert s.check("", t("app"), "app")  # a prefix of "append"
+    assert s.check("app", t("end"), "end")
+    assert s.check("", t("append("), "append(")  # a name, then a break character
+    assert s.check("", t("ex"), "ex")  # prefix of "extend"
+    assert not s.check("", t("x"), "x")  # no member starts with "x"
+    assert not s.check("ap", t("x"), "x")  # "apx"
+    assert not s.check("po", t("("), "(")  # "po" is not a member: cannot end there
+    assert s.check("pop", t("("), "(")
+
+
+def test_an_identifier_is_required_after_the_dot(vocab):
+    s = session(vocab)
+    assert not s.check("", t("("), "(")
+    assert not s.check("", t("\n"), "\n")
+    assert not s.check("", 0, None)  # <eos> right after "xs."
+    assert not s.check("ap", 0, None)  # ending on a partial name
+
+
+def test_allowed_set_is_exactly_the_consistent_tokens(vocab):
+    s = session(vocab)
+    got = {PIECES[i].decode() for i in s.allowed("")}
+    assert got == {"app", "append", "append(", "ex", "extend", "pop", "po", "p", "ap", "clear", "copy"}
+    after = {PIECES[i].decode() for i in s.allowed("ap")}
+    assert after == {"p"} | set()  # "ap" + "p" -> "app" is a prefix of append; "pend" is not a token
+
+
+def test_answers_are_pure(vocab):
+    s = session(vocab)
+    first = [s.check(g, t(p), p) for g, p in [("", "app"), ("app", "x"), ("", "x"), ("pop", "(")]]
+    s2 = session(vocab)
+    again = [s2.check(g, t(p), p) for g, p in reversed([("", "app"), ("app", "x"), ("", "x"), ("pop", "(")])]
+    assert first == list(reversed(again))
+
+
+def test_monitor_and_healing_together(vocab):
+    # cursor after "xs.ap": healing backs off "ap"; the monitor then sees the regenerated name
+    be = FakeBackend(len(PIECES), script={(5,): t("x")})  # the model prefers "x" (not a member)
+    s = session(vocab)
+    r = Decoder(be, vocab, {0}).generate([5], max_tokens=4, constraints=[s, HealingConstraint("ap", vocab)])
+    assert r.text.startswith("ap")
+    word = re.match(r"\w*", r.text).group(0)
+    assert any(m.startswith(word) for m in MEMBERS)
+
+
+def test_decoder_uses_the_monitor(vocab):
+    be = FakeBackend(len(PIECES), script={(7,): t("x")})
+    r = Decoder(be, vocab, {0}).generate([7], max_tokens=3, constraints=[session(vocab)])
+    ident = re.match(r"\w*", r.text).group(0)
+    assert ident and any(m.startswith(ident) for m in MEMBERS)
+    assert r.stats.interventions["members"] >= 1
+
+
+# ---- calls: argument validity (pure functions) ------------------------------------------------
+
+SIG = Signature("f", (Param("a", POSITIONAL_OR_KEYWORD, False), Param("b", POSITIONAL_OR_KEYWORD, True),
+                      Param("c", KEYWORD_ONLY, False)))
+
+
+@pytest.mark.parametrize(
+    "args, closed, ok",
+    [
+        ("1, c=2", True, True),
+        ("1", True, False),  # c is required
+        ("1, 2, 3", False, False),  # too many positional
+        ("1, 2, ", False, True),  # the next argument may still be c=
+        ("1, d=2", False, False),  # no parameter d
+        ("a=1, 2", False, False),  # positional after keyword
+        ("1, a=2", False, False),  # a given twice
+        ("*xs", True, True),  # unpacking: unknowable, allowed
+        ("1, c=f(x, y)", True, True),
+        ("1, b", False, True),  # "b" may be a variable or become b=
+    ],
+)
+def test_call_ok(args, closed, ok):
+    assert call_ok(parse_args(args), closed, SIG) is ok
+
+
+def test_var_keyword_accepts_any_name():
+    sig = Signature("g", (Param("a", POSITIONAL_OR_KEYWORD, False), Param("kw", VAR_KEYWORD, False)))
+    assert call_ok(parse_args("1, anything=2"), True, sig)
+
+
+# ---- golden cases per monitor on real jedi (in-process analysis for speed) -------------------
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = AnalysisRunner(process=False)
+    yield r
+    r.shutdown()
+
+
+def check(monitor, source: str, generated: str, piece: str, vocab: Vocabulary, language: str = "python"):
+    """The monitor's verdict on ``piece`` after ``generated``, waiting for the analysis."""
+    text, off = split_cursor(source)
+    ctx = MonitorContext(text=text, offset=off, cursor=off, language=language, path=None, vocab=vocab)
+    sess = monitor.start(ctx)
+    assert sess is not None
+    for _ in range(200):
+        v = sess.check(generated, 1, piece)
+        if not isinstance(v, Pending):
+            return v
+        v.wait()
+    raise AssertionError("analysis never finished")
+
+
+@pytest.fixture(scope="module")
+def small_vocab():
+    return Vocabulary([b"<eos>", b"x"], control=[0])
+
+
+@pytest.mark.parametrize(
+    "source, generated, piece, verdict",
+    [
+        ("import os\nos.┃", "", "path", True),
+        ("import os\nos.┃", "", "pathh(", False),
+        ("import os\nos.┃", "pa", "th.join(", True),
+        ("import os\nos.┃", "pa", "tz", False),
+        ("class A:\n    def __init__(self):\n        self.size = 1\n\n    def f(self):\n        return self.┃", "", "size", True),
+        ("class A:\n    def __init__(self):\n        self.size = 1\n\n    def f(self):\n        return self.┃", "", "length ", False),
+        ("x = unknown_thing.┃", "", "whatever", True),  # unknown type: no opinion
+        ("import os\nimport sys\n┃", "", "sys.exit(", True),
+        ("import os\n┃", "", "os.nope(", False),  # the member is checked inside the generated text
+    ],
+)
+def test_members_golden(runner, small_vocab, source, generated, piece, verdict):
+    assert bool(check(MembersMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
+
+
+def test_members_allows_new_attribute_definitions(runner, small_vocab):
+    src = "class A:\n    def __init__(self, size):\n        self.┃\n\n    def area(self):\n        return self.size * 2\n"
+    m = MembersMonitor(runner, 20000)
+    assert check(m, src, "", "size = size", small_vocab)  # used elsewhere / a parameter: a definition
+    assert not check(m, src, "", "bogus = 1", small_vocab)  # appears nowhere: rejected
+    v = check(m, src, "size", "(", small_vocab)  # not a member, and not assigned: a dead end
+    assert isinstance(v, Rewind)
+
+
+@pytest.mark.parametrize(
+    "source, generated, piece, verdict",
+    [
+        ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "", "c=2)", True),
+        ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "", "d=2", False),
+        ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "2, ", "3", False),
+        ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "2", ")", False),  # c missing
+        ("print(┃", "", "1, 2, sep=', ')", True),
+        ("print(┃", "", "1, bogus=2)", False),
+    ],
+)
+def test_calls_golden(runner, small_vocab, source, generated, piece, verdict):
+    assert bool(check(CallsMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
+
+
+@pytest.mark.parametrize(
+    "source, generated, piece, verdict",
+    [
+        ("import ┃", "", "os", True),
+        ("import ┃", "", "no_such_module_xyz ", False),
+        ("from os import ┃", "", "path", True),
+        ("from os import ┃", "", "pathz\n", False),
+        ("import os as ┃", "", "anything", True),  # a binding: no opinion
+    ],
+)
+def test_imports_golden(runner, small_vocab, source, generated, piece, verdict):
+    assert bool(check(ImportsMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
+
+
+@pytest.mark.parametrize(
+    "source, generated, piece, verdict",
+    [
+        ("def g(items):\n    return ┃", "", "len(items)", True),
+        ("def g(items):\n    return ┃", "", "lenn(items)", False),
+        ("def g(items):\n    total = ┃", "", "items", True),
+        ("def g(items):\n    total = ┃", "", "itemz\n", False),
+        ("def g(items):\n    ┃", "", "fresh_name = 1", True),  # a binding at statement start
+        ("def g(items):\n    return [┃", "", "x for x in items]", True),  # comprehension: no opinion
+        ("def g(items):\n    x = 1\n    return ┃", "y = 2\n    return ", "y", True),  # bound in generated text
+    ],
+)
+def test_names_golden(runner, small_vocab, source, generated, piece, verdict):
+    assert bool(check(NamesMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
+
+
+def test_analysis_failure_means_no_opinion(small_vocab, monkeypatch):
+    from monitors.python.names import MembersSession
+
+    monkeypatch.setattr(MembersSession, "job", lambda self, before: ("no-such-job-kind",))  # the worker raises
+    monkeypatch.setattr(MembersSession, "semantic_key", lambda self, before: None)
+    r = AnalysisRunner(process=False)
+    try:
+        m = MembersMonitor(r, 20000)
+        text = "import os\nx = os."
+        ctx = MonitorContext(text=text, offset=len(text), cursor=len(text), language="python", path=None, vocab=small_vocab)
+        sess = m.start(ctx)
+        v = sess.check("", 1, "bogus(")
+        while isinstance(v, Pending):
+            v.wait()
+            v = sess.check("", 1, "bogus(")
+        assert v is True
+    finally:
+        r.shutdown()
+
+
+# ---- in the engine, on the real model ---------------------------------------------------------
+
+pytestmark_model = pytest.mark.model
+
+
+@pytest.mark.model
+def test_plain_invents_a_member_monitored_does_not(engine):
+    src = "import collections\n\ncounts = collections."
+    engine.monitor_suite().runner.call(("warm-up",), timeout=120)
+    plain = engine.complete_text(src, options={"monitors": [], "line_mode": "single"})
+    monitored = engine.complete_text(src, options={"line_mode": "single"})
+    import collections
+
+    name = lambda s: s.split("(")[0].strip()  # noqa: E731
+    assert not hasattr(collections, name(plain.insert_text)), plain.insert_text
+    assert hasattr(collections, name(monitored.insert_text)), monitored.insert_text
+    assert monitored.stats["monitors"]["members"]["interventions"] >= 1
+
+
+@pytest.mark.model
+def test_a_monitor_that_raises_never_fails_the_completion(engine, monkeypatch):
+    from monitors.python.names import MembersSession
+
+    def boom(self, *a, **k):
+        raise RuntimeError("monitor bug")
+
+    monkeypatch.setattr(MembersSession, "_check", boom)
+    c = engine.complete_text("import os\n\npath = os.", options={"line_mode": "single"})
+    assert c.insert_text.strip()
+    assert any("members" in e for e in c.stats["constraint_errors"])
+
+
+@pytest.mark.model
+def test_typescript_members_through_multilspy(engine, tmp_path):
+    from monitors.lsp import server_status
+
+    if server_status()["typescript"] != "ok":
+        pytest.fail("typescript-language-server is not installed: `steercode install-servers` (make setup) does it")
+    src = tmp_path / "app.ts"
+    src.write_text(
+        "class Counter {\n  private count = 0;\n  increment(step: number = 1): number { this.count += step; return this.count; }\n"
+        "  reset(): void { this.count = 0; }\n}\nconst c = new Counter();\nconsole.log(c."
+    )
+    text = src.read_text()
+    runner = engine.monitor_suite().runner
+    legal = runner.call(("lsp-members", "typescript", str(tmp_path), str(src), text, ""), timeout=120)
+    assert legal == frozenset({"increment", "reset"})
+    from completion.engine import CompletionRequest
+
+    for _ in range(2):  # the first request may arrive before the server is up (no opinion then)
+        c = engine.complete(CompletionRequest(text=text, offset=len(text), language="typescript", path=str(src),
+                                              options={"line_mode": "single"}))
+    first = c.insert_text.split("(")[0]
+    assert first in ("increment", "reset"), c.insert_text
+    assert c.stats["monitors"]["lsp-members"]["triggers"] >= 1
+
+
+def test_nameset_tokens(vocab):
+    ns = NameSet(["append", "pop"])
+    ids = {PIECES[i].decode() for i in ns.tokens("", vocab)}
+    assert {"app", "append", "append(", "pop", "po", "p", "ap"} <= ids
+    assert "x" not in ids and "end" not in ids
+    assert isinstance(ns.tokens("", vocab), np.ndarray)
