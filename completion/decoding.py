@@ -258,6 +258,7 @@ class Decoder:
                 stats.interventions[first.name] = stats.interventions.get(first.name, 0) + 1
                 if rw is not None and rewind_out is not None:
                     rewind_out.append(rw)
+
             # the next few candidates, best first
             k = min(_TRY_CANDIDATES + 1, len(logits))
             cand = np.argpartition(logits, -k)[-k:]

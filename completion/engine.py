@@ -187,7 +187,7 @@ class Engine:
             template=template,
             heal=s.token_healing,
         )
-        decoder = Decoder(backend, vocab, stop_ids, speculate=os.environ.get("SPECULATE", "1") == "1")
+        decoder = Decoder(backend, vocab, stop_ids, speculate=True)
         self.load_stats = {
             "resolve_ms": round((t1 - t0) * 1000, 1),
             "load_ms": round((t2 - t1) * 1000, 1),
@@ -250,7 +250,7 @@ class Engine:
         if suite is None or backend.n_threads < 2:
             return None
         reduced = max(1, backend.n_threads - 1)
-        return lambda: (reduced if suite.runner.busy() else None) if not os.environ.get("NO_HINT") else None
+        return lambda: reduced if suite.runner.busy() else None
 
     def warm_up_monitors(self) -> None:
         """Start loading the static analysis in the background (does not block)."""

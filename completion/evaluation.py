@@ -265,6 +265,7 @@ def run_eval(
                 "ms": ms,
                 "completion": text,
                 "context": doc[max(0, site.offset - 60) : site.offset],
+                "truth": site.truth_name,
                 "stop": comp.stats.get("stop_reason"),
             }
             modes[mode].append(rec)
