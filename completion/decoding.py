@@ -33,7 +33,8 @@ __all__ = ["CancelToken", "Cancelled", "DecodeResult", "DecodeStats", "Decoder",
 
 _TRY_CANDIDATES = 12  # next-best tokens checked before asking constraints for allowed sets
 _SCAN_CANDIDATES = 256
-_MAX_REWINDS = 4  # dead ends undone per request at most  # candidates scanned with check() when no constraint enumerates its set
+_MAX_REWINDS = 4  # dead ends undone per request at most
+_MAX_VERIFY = 7  # tokens per verification batch (see backend.SMALL_BATCH)  # candidates scanned with check() when no constraint enumerates its set
 
 
 class Cancelled(Exception):
@@ -324,8 +325,11 @@ class Decoder:
         cancel: CancelToken | None = None,
         sampling: Sampling = Sampling(),
         drafter: Drafter | None = None,
-        max_draft: int = 4,
+        max_draft: int = 6,
         threads: Callable[[], int | None] | None = None,
+        draft_policy: Any = None,
+        recycle: Any = None,
+        resume: bool = False,
     ) -> DecodeResult:
         """Generate up to ``max_tokens`` tokens after ``prompt``.
 
@@ -335,7 +339,9 @@ class Decoder:
         choice is verified when the analysis lands, and on a violation generation rolls back to
         that token and continues from there -- the output equals waiting, the latency does not.
         ``threads()`` is asked before each evaluation how many threads to use (None: default);
-        the engine uses it to leave a core to a running analysis.
+        the engine uses it to leave a core to a running analysis. ``resume``: the KV cache already
+        holds ``prompt[:-1]`` from an earlier generate (a continuation): carry on from there
+        exactly as that generation would have, instead of re-evaluating the prompt.
         """
         stats = DecodeStats(prompt_tokens=len(prompt))
         active = list(constraints)
@@ -357,7 +363,12 @@ class Decoder:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the context ({be.n_ctx})")
         max_tokens = max(0, min(max_tokens, be.n_ctx - len(prompt) - 1))
         apply_threads()
-        stats.reused_tokens, stats.prompt_eval_tokens = be.eval_prompt(prompt)
+        if resume and be.n_past >= len(prompt) - 1 and be.tokens[: len(prompt) - 1] == list(prompt[:-1]):
+            be.truncate(len(prompt) - 1)
+            be.eval([prompt[-1]], rows="last")
+            stats.reused_tokens, stats.prompt_eval_tokens = len(prompt) - 1, 1
+        else:
+            stats.reused_tokens, stats.prompt_eval_tokens = be.eval_prompt(prompt)
         t1 = time.perf_counter()
         stats.prompt_ms = (t1 - t0) * 1000
         n_prompt = len(prompt)
@@ -368,11 +379,19 @@ class Decoder:
         checkpoints: list[tuple[int, Constraint, Any, int]] = []  # (step, constraint, pending, token)
         rows: list[np.ndarray] = [prompt_logits]  # rows[k] predicts the token at step len(toks)+k
         draft: list[int] = []  # draft[k] was fed after rows[k]'s step: rows[k+1] assumes it
+        row_inputs: list[int] = [prompt[-1]]  # the token each row was computed after
+        batch: dict[str, Any] = {}  # the draft batch being verified: source, drafted, accepted
+
+        def close_batch() -> None:
+            if batch and draft_policy is not None:
+                draft_policy.observe_accept(batch["source"], batch["drafted"], batch["accepted"])
+            batch.clear()
         cut: int | None = None
         finishing: str | None = None
         forbidden: dict[int, set[int]] = {}  # step -> tokens that led to dead ends there
 
         def finish(reason: str) -> DecodeResult:
+            close_batch()
             be.truncate(n_prompt + max(len(toks) - 1, 0))
             if threads is not None and hasattr(be, "set_threads"):
                 be.set_threads(*default_threads)
@@ -414,7 +433,7 @@ class Decoder:
             return failed
 
         def rollback(step: int) -> None:
-            nonlocal rows, draft, cut, finishing
+            nonlocal rows, draft, cut, finishing, row_inputs
             stats.rollbacks += 1
             out.text, out.pending = snaps[step]
             del toks[step:]
@@ -425,12 +444,15 @@ class Decoder:
             cut = None
             finishing = None
             draft = []
+            close_batch()
             if step == 0:
                 be.truncate(n_prompt)
                 rows = [prompt_logits]
+                row_inputs = [prompt[-1]]
             else:
                 be.truncate(n_prompt + step - 1)
                 rows = []
+                row_inputs = []
 
         if max_tokens <= 0:
             return finish("max tokens")
@@ -447,20 +469,35 @@ class Decoder:
             if finishing is not None:
                 return finish(finishing)
             if not rows:
+                close_batch()
                 draft = []
+                source = ""
                 if drafter is not None and max_draft > 0:
-                    room = min(max_draft, max_tokens - len(toks), be.n_ctx - be.n_past - 2)
+                    # batches stay small: their per-token numbers equal single-token evaluation
+                    room = min(max_draft, _MAX_VERIFY - 1, max_tokens - len(toks), be.n_ctx - be.n_past - 2)
                     if room > 0:
                         try:
-                            draft = [int(t) for t in drafter(list(prompt) + toks)][:room]
+                            raw = [int(t) for t in drafter(list(prompt) + toks)]
                         except Exception:
                             log.warning("drafter failed; continuing without drafts", exc_info=True)
-                            drafter = None
+                            drafter, raw = None, []
+                        source = getattr(drafter, "last_source", "") or "draft"
+                        k = min(len(raw), room)
+                        if draft_policy is not None and k:
+                            k = draft_policy.length(source, k)
+                        draft = raw[:k]
                 apply_threads()
+                te = time.perf_counter()
                 be.eval([toks[-1], *draft], rows="all" if draft else "last")
+                if draft_policy is not None:
+                    draft_policy.observe_cost(len(draft) + 1, (time.perf_counter() - te) * 1000)
                 stats.drafted_tokens += len(draft)
                 rows = [be.logits(k) for k in range(len(draft) + 1)] if draft else [be.logits(-1)]
+                row_inputs = [toks[-1], *draft]
+                if draft:
+                    batch.update(source=source, drafted=len(draft), accepted=0)
             row = rows.pop(0)
+            row_input = row_inputs.pop(0) if row_inputs else None
             expected = draft.pop(0) if draft else None
             pend: list = []
             rewind: list[int] = []
@@ -479,6 +516,8 @@ class Decoder:
                 finishing = "end token" if tok is not None else "constraints: nothing allowed"
                 rows, draft = [], []
                 continue
+            if recycle is not None and row_input is not None:
+                recycle.observe(row_input, tok)
             snaps.append((out.text, out.pending))
             toks.append(tok)
             out.push(self.vocab.pieces[tok])
@@ -487,8 +526,10 @@ class Decoder:
                 stats.provisional += 1
             if expected is not None and tok == expected:
                 stats.accepted_draft_tokens += 1
+                if batch:
+                    batch["accepted"] += 1
             elif rows:
-                rows, draft = [], []
+                rows, draft, row_inputs = [], [], []
                 be.truncate(n_prompt + len(toks) - 1)
             if stop is not None and not out.pending:
                 c = stop(out.text)

@@ -66,6 +66,11 @@ class Settings:
     model_wait_ms: int = 15000  # how long a request waits for the model to load
     monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp")  # enabled monitors
     monitor_timeout_ms: int = 300  # analysis budget per trigger; slower means "no opinion" there
+    cache: bool = True  # typed-through suggestion cache
+    drafting: bool = True  # speculative drafts (prompt lookup + token recycling), verified exactly
+    max_draft: int = 6  # at most 6: verification batches of 7 keep llama.cpp's numbers exact
+    first_line_fast: bool = True  # return a block's first line at once, finish it in the background
+    prefetch: bool = True  # when idle, prepare the suggestion after the one shown
 
     # ---- validation ------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -110,7 +115,8 @@ class Settings:
                     p.append(str(exc))
         if self.model_path is not None and not isinstance(self.model_path, str):
             p.append(f"model_path must be a string, got {self.model_path!r}")
-        for name in ("enable", "token_healing"):
+        rng("max_draft", 0, 6)
+        for name in ("enable", "token_healing", "cache", "drafting", "first_line_fast", "prefetch"):
             if not isinstance(getattr(self, name), bool):
                 p.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.context_tokens, int) and isinstance(self.context_size, int) and isinstance(self.max_tokens, int):

@@ -310,6 +310,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    from completion.bench import TYPING_MODES, bench_decode, bench_typing
+
+    settings = _settings_from_args(args)
+    say = lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        if args.task == "typing":
+            if len(args.files) != 1:
+                print("steercode: bench typing takes one FILE", file=sys.stderr)
+                return 2
+            modes = [m.strip() for m in args.modes.split(",")] if args.modes else list(TYPING_MODES)
+            unknown = [m for m in modes if m not in TYPING_MODES]
+            if unknown:
+                print(f"steercode: unknown modes {unknown} (known: {', '.join(TYPING_MODES)})", file=sys.stderr)
+                return 2
+            if "llama-server" in modes and not args.llama_server:
+                modes.remove("llama-server")
+            report = bench_typing(
+                args.files[0], region=args.region, modes=modes, llama_server=args.llama_server, settings=settings,
+                max_tokens=args.max_tokens or 24, interval_ms=args.interval_ms, progress=say,
+            )
+            print(f"typing {report['file']}: {report['keystrokes']} keystrokes every {report['interval_ms']:.0f} ms")
+            print(f"{'mode':<18}{'p50 ms':>9}{'p95 ms':>9}{'mean':>9}{'prompt tok':>11}{'hits':>6}{'match':>7}{'x p50':>7}")
+            for mode, r in report["modes"].items():
+                ratio = report.get("ratios_vs_steercode", {}).get(mode, "")
+                print(f"{mode:<18}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['mean_ms']:>9}{r['prompt_tokens_per_request']:>11}"
+                      f"{r['cache_hits']:>6}{r['match_rate']:>7}{ratio!s:>7}")
+        else:
+            report = bench_decode(args.files, sites=args.sites, seed=args.seed, settings=settings, progress=say)
+            for mode, r in report["modes"].items():
+                print(f"drafting {mode:<4} {r['tokens_per_s']:>8} tok/s  acceptance {r['draft_acceptance']}")
+            print(f"speedup {report['speedup']}x, identical outputs: {str(report['identical_outputs']).lower()}, "
+                  f"decode-loop overhead over raw eval: {report['loop_overhead']}")
+    except (OSError, ValueError) as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # install-servers
 
 
@@ -396,6 +442,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         row("vocabulary", f"{d['n_vocab']} tokens, FIM template: {d['template']}")
         row("context", f"{d['n_ctx']} tokens (trained {d['n_ctx_train']}), sliding window {d['n_swa']}")
         row("threads", f"{d['threads']} decode / {d['threads_batch']} prompt")
+        row("batch invariant", "yes (exact drafting)" if d["batch_invariant"] else "NO: llamafile build, drafting off")
+        if not d["batch_invariant"]:
+            problems.append("llama-cpp-python was built with llamafile: reinstall with CMAKE_ARGS=-DGGML_LLAMAFILE=OFF (make setup does)")
         row("load time", f"{(time.perf_counter() - t0) * 1000:.0f} ms")
         if not args.no_complete:
             text = "def add(a, b):\n    return "
@@ -459,6 +508,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--log-level", default="warning")
     _add_model_args(e)
     e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="measure keystroke latency against peers, or decoding speed with drafts")
+    b.add_argument("task", choices=["typing", "decode"])
+    b.add_argument("files", nargs="+")
+    b.add_argument("--region", help="typing: A:B, 1-based lines to type back (default: ~80 characters mid-file)")
+    b.add_argument("--modes", help="typing: comma-separated modes (default: all)")
+    b.add_argument("--llama-server", help="typing: a llama-server binary to compare against")
+    b.add_argument("--interval-ms", type=float, default=150.0, help="typing: time between keystrokes")
+    b.add_argument("--sites", type=int, default=20, help="decode: sites to sample")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", metavar="OUT")
+    b.add_argument("--log-level", default="warning")
+    _add_model_args(b)
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("install-servers", help="install the language servers used by the TypeScript/JavaScript monitors")
     i.add_argument("--force", action="store_true")

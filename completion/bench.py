@@ -1,0 +1,319 @@
+"""``steercode bench``: keystroke latency against peers, and decoding speed with/without drafts.
+
+typing: a region of a real file is removed and typed back one character at a time; at every
+keystroke each mode is asked for a single-line suggestion (up to ``max_tokens`` tokens), as an
+editor with no debounce would. Keystrokes come every ``interval_ms`` (a typist); a mode may use the
+time between them (steercode finishes and prefetches suggestions then; the peers cannot). The
+latency of a keystroke is from the keystroke to the suggestion -- including, for steercode, the
+time to stop any background work still running. All modes run the same model, threads and token
+budget, one after the other (never two models at once: 2 cores).
+
+decode: multi-line completions at sampled sites, drafting off and on (monitors on); tokens/s,
+draft acceptance, and whether every output is identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .decoding import CancelToken
+from .engine import CompletionRequest, Engine
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TYPING_MODES", "bench_decode", "bench_typing", "default_region"]
+
+TYPING_MODES = ("steercode", "naive", "llama-cpp-python", "lookup", "llama-server")
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return round(v[min(len(v) - 1, max(0, int(round(q * (len(v) - 1)))))], 2)
+
+
+def default_region(text: str, chars: int = 80) -> tuple[int, int]:
+    """A deterministic region of about ``chars`` characters of code in the middle of the file:
+    whole lines, starting at a non-blank, non-comment line."""
+    lines = text.split("\n")
+    starts = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
+    mid = len(lines) // 2
+    for i in list(range(mid, len(lines))) + list(range(0, mid)):
+        s = lines[i].strip()
+        if not s or s.startswith(("#", '"', "'", "@")):
+            continue
+        a = starts[i] + (len(lines[i]) - len(lines[i].lstrip()))
+        b = a
+        j = i
+        while j < len(lines) and b - a < chars:
+            b = starts[j] + len(lines[j])
+            j += 1
+        if b - a >= chars // 2:
+            return a, min(b, a + chars)
+    return 0, min(len(text), chars)
+
+
+def parse_region(text: str, spec: str | None) -> tuple[int, int]:
+    """``A:B`` are 1-based line numbers (inclusive); the region is those lines' text."""
+    if not spec:
+        return default_region(text)
+    try:
+        a_s, b_s = spec.split(":")
+        a, b = int(a_s), int(b_s)
+    except ValueError:
+        raise ValueError(f"--region expects A:B (1-based lines), got {spec!r}") from None
+    lines = text.split("\n")
+    if not 1 <= a <= b <= len(lines):
+        raise ValueError(f"--region {spec}: the file has {len(lines)} lines")
+    start = sum(len(x) + 1 for x in lines[: a - 1])
+    start += len(lines[a - 1]) - len(lines[a - 1].lstrip())
+    end = sum(len(x) + 1 for x in lines[:b]) - 1
+    return start, end
+
+
+@dataclass
+class _Keystroke:
+    ms: float
+    suggestion: str
+    prompt_eval: int
+    cache_hit: bool
+    match: bool
+
+
+class _LlamaServer:
+    """llama.cpp's llama-server on loopback, queried like llama.vim does."""
+
+    def __init__(self, binary: str, model: str, threads: int, n_ctx: int) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port), "-t", str(threads), "-tb", str(threads),
+             "-c", str(n_ctx), "--cache-reuse", "256", "--swa-full", "-np", "1", "--no-webui", "-fa", "off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.2)
+        self.close()
+        raise RuntimeError("llama-server did not start")
+
+    def complete(self, prompt: str, max_tokens: int) -> tuple[str, int]:
+        body = json.dumps({"prompt": prompt, "n_predict": max_tokens, "temperature": 0, "cache_prompt": True,
+                           "stop": ["\n"], "samplers": ["top_k"], "top_k": 1}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/completion", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            out = json.loads(r.read())
+        return out.get("content", ""), int(out.get("timings", {}).get("prompt_n", 0))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _llama_vim_window(text: str, cursor: int, lines: int = 256) -> str:
+    """The last ``lines`` lines before the cursor, as llama.vim sends them (its ring of extra
+    chunks is off: one file)."""
+    start = cursor
+    for _ in range(lines):
+        nl = text.rfind("\n", 0, start - 1 if start else 0)
+        if nl < 0:
+            start = 0
+            break
+        start = nl + 1
+    return text[start:cursor]
+
+
+def bench_typing(
+    path: str,
+    *,
+    region: str | None = None,
+    modes: Sequence[str] = ("steercode", "naive", "llama-cpp-python", "lookup"),
+    llama_server: str | None = None,
+    settings: Settings | None = None,
+    max_tokens: int = 24,
+    interval_ms: float = 150.0,
+    progress: Callable[[str], None] = lambda m: None,
+) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8")
+    a, b = parse_region(text, region)
+    typed_region = text[a:b]
+    base = text[:a] + text[b:]
+    settings = settings or Settings()
+    report: dict[str, Any] = {"task": "typing", "file": str(path), "region": [a, b], "keystrokes": len(typed_region),
+                              "interval_ms": interval_ms, "max_tokens": max_tokens, "modes": {}}
+    engine = Engine(settings.merge({"line_mode": "single", "max_tokens": max_tokens})[0])
+    engine.load()
+    # the prompt text steercode would use at every keystroke (the peers get the same text)
+    prompt_texts = [engine.prompt_window_text(base[:a] + typed_region[:i] + base[a:], a + i) for i in range(len(typed_region) + 1)]
+    model_path = engine.describe()["path"]
+    threads = engine.describe()["threads"]
+    n_ctx = engine.describe()["n_ctx"]
+    for mode in modes:
+        if mode == "llama-server" and not llama_server:
+            continue
+        progress(f"mode {mode}")
+        runs: list[_Keystroke] = []
+        peer: Any = None
+        if mode == "steercode":
+            engine.cache.clear()
+            engine._model.backend.reset()  # type: ignore[union-attr]
+            if engine.monitor_suite() is not None:
+                engine.warm_up_monitors()
+                engine.monitor_suite().runner.call(("ping",), timeout=120)  # type: ignore[union-attr]
+        elif mode in ("naive", "llama-cpp-python", "lookup"):
+            engine.close()  # never two models at once
+            from .backend import LlamaCppPythonPeer
+
+            peer = LlamaCppPythonPeer(model_path, n_ctx=n_ctx, threads=threads, lookup=mode == "lookup", fresh=mode == "naive")
+        elif mode == "llama-server":
+            engine.close()
+            peer = _LlamaServer(llama_server, model_path, threads, n_ctx)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"unknown mode {mode!r} (known: {', '.join(TYPING_MODES)})")
+        bg: threading.Thread | None = None
+        bg_token: CancelToken | None = None
+        try:
+            for i in range(len(typed_region) + 1):
+                doc = base[:a] + typed_region[:i] + base[a:]
+                cur = a + i
+                t0 = time.perf_counter()
+                if bg is not None:  # a keystroke stops background work first (counted in latency)
+                    bg_token.cancel("keystroke")  # type: ignore[union-attr]
+                    bg.join()
+                    bg = None
+                if mode == "steercode":
+                    comp = engine.complete(CompletionRequest(text=doc, offset=cur, language=_lang(path), path=str(path)))
+                    sugg = comp.insert_text
+                    pe = int(comp.stats.get("prompt_eval_tokens", 0))
+                    hit = bool(comp.stats.get("cache_hit"))
+                elif mode == "llama-server":
+                    sugg, pe = peer.complete(_llama_vim_window(doc, cur), max_tokens)
+                    hit = False
+                else:
+                    sugg, pe = peer.complete(prompt_texts[i], max_tokens)
+                    hit = False
+                ms = (time.perf_counter() - t0) * 1000
+                rest = typed_region[i:]
+                s = sugg.split("\n", 1)[0].rstrip()
+                runs.append(_Keystroke(ms, s, pe, hit, bool(s.strip()) and rest.startswith(s)))
+                if mode == "steercode" and settings.prefetch:
+                    bg_token = CancelToken()
+                    bg = threading.Thread(target=engine.run_background, args=(bg_token,), daemon=True)
+                    bg.start()
+                time.sleep(max(0.0, interval_ms - ms) / 1000)
+        finally:
+            if bg is not None:
+                bg_token.cancel("done")  # type: ignore[union-attr]
+                bg.join()
+            if peer is not None:
+                peer.close()
+                engine.load()
+        lat = [r.ms for r in runs]
+        report["modes"][mode] = {
+            "p50_ms": _pct(lat, 0.5),
+            "p95_ms": _pct(lat, 0.95),
+            "mean_ms": round(statistics.mean(lat), 2),
+            "prompt_tokens_per_request": round(statistics.mean(r.prompt_eval for r in runs), 2),
+            "cache_hits": sum(r.cache_hit for r in runs),
+            "suggestions": sum(bool(r.suggestion.strip()) for r in runs),
+            "match_rate": round(sum(r.match for r in runs) / len(runs), 4),
+        }
+        progress(f"  {mode}: {report['modes'][mode]}")
+    engine.close()
+    base_p50 = report["modes"].get("steercode", {}).get("p50_ms")
+    if base_p50:
+        report["ratios_vs_steercode"] = {m: round(v["p50_ms"] / base_p50, 2) for m, v in report["modes"].items()}
+    return report
+
+
+def _lang(path: str) -> str:
+    from monitors.syntax import language_for_path
+
+    return language_for_path(path)
+
+
+# ---- decode ---------------------------------------------------------------------------------
+
+
+def decode_sites(paths: Sequence[str], n: int, seed: int) -> list[tuple[str, str, int]]:
+    """Line starts inside function bodies: (path, text, offset)."""
+    out = []
+    for p in paths:
+        text = Path(p).read_text(encoding="utf-8")
+        lines = text.split("\n")
+        pos = 0
+        for i, line in enumerate(lines):
+            if i > 0 and line.startswith((" ", "\t")) and line.strip() and not line.strip().startswith(("#", "@", "def ", "class ")):
+                prev = lines[i - 1].strip()
+                if prev and not prev.startswith("#"):
+                    indent = len(line) - len(line.lstrip())
+                    out.append((p, text, pos + indent))
+            pos += len(line) + 1
+    rnd = random.Random(seed)
+    return sorted(rnd.sample(out, min(n, len(out))), key=lambda x: (x[0], x[2]))
+
+
+def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settings: Settings | None = None,
+                 progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    settings = settings or Settings()
+    opts = {"line_mode": "multi", "max_lines": 8, "max_tokens": 96, "cache": False, "first_line_fast": False,
+            "prefetch": False}
+    engine = Engine(settings.merge(opts)[0])
+    engine.load()
+    chosen = decode_sites(paths, sites, seed)
+    res: dict[str, list] = {"off": [], "on": []}
+    raw_ms: list[float] = []
+    for k, (p, text, off) in enumerate(chosen):
+        doc = text[:off] + text[text.find("\n", off) if text.find("\n", off) >= 0 else len(text):]
+        for mode in ("off", "on"):
+            c = engine.complete(CompletionRequest(text=doc, offset=off, language=_lang(p), path=p,
+                                                  options={"drafting": mode == "on"}))
+            res[mode].append((c.insert_text, c.stats))
+            if mode == "off":
+                raw_ms.append(engine.raw_replay_ms())
+        progress(f"{k + 1}/{len(chosen)} sites")
+    engine.close()
+    report: dict[str, Any] = {"task": "decode", "files": list(paths), "sites": len(chosen), "modes": {}}
+    for mode, rows in res.items():
+        gen = sum(s["generated_tokens"] for _, s in rows)
+        ms = sum(s["decode_ms"] for _, s in rows)
+        drafted = sum(s["drafted_tokens"] for _, s in rows)
+        acc = sum(s["accepted_draft_tokens"] for _, s in rows)
+        report["modes"][mode] = {
+            "tokens_per_s": round(gen / (ms / 1000), 2) if ms else 0.0,
+            "generated_tokens": gen,
+            "decode_ms": round(ms, 1),
+            "drafted_tokens": drafted,
+            "accepted_draft_tokens": acc,
+            "draft_acceptance": round(acc / drafted, 4) if drafted else 0.0,
+        }
+    report["speedup"] = round(report["modes"]["on"]["tokens_per_s"] / max(report["modes"]["off"]["tokens_per_s"], 1e-9), 3)
+    report["identical_outputs"] = all(a[0] == b[0] for a, b in zip(res["off"], res["on"]))
+    ours = sum(s["decode_ms"] for _, s in res["off"])
+    raw = sum(raw_ms)
+    report["loop_overhead"] = round(ours / raw - 1, 4) if raw else None
+    return report

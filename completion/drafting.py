@@ -1,0 +1,182 @@
+"""Draft proposers for speculative decoding: each is ``__call__(tokens) -> proposed tokens``.
+
+* ``PromptLookupDrafter``: find the most recent earlier occurrence of the last n tokens (n from
+  ``max_ngram`` down to ``min_ngram``) in the context -- the prompt, the text after the cursor,
+  other open documents -- and propose what followed it. Code repeats itself; this is free.
+* ``RecycledDrafter``: Token Recycling. The decoder already computes the best next token after
+  every token it evaluates; the table keeps each token's latest such successor and a draft
+  follows the chain from the last token.
+* ``CombinedDrafter``: prompt lookup when it finds something, else the recycled chain.
+
+Drafts only change speed: the decode loop accepts a drafted token only when it is exactly the
+token it would have chosen at that position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["CombinedDrafter", "PromptLookupDrafter", "RecycledDrafter"]
+
+
+class PromptLookupDrafter:
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 2, max_draft: int = 8) -> None:
+        if not 1 <= min_ngram <= max_ngram:
+            raise ValueError(f"ngram sizes: need 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}")
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+        self.max_draft = max_draft
+        self.extra: list[np.ndarray] = []  # other token streams (the suffix, open documents)
+        self.last_source = ""
+
+    def set_extra(self, streams: Sequence[Sequence[int]]) -> None:
+        """Token streams to search besides the context (e.g. the text after the cursor)."""
+        self.extra = [np.asarray(s, dtype=np.int32) for s in streams if len(s)]
+
+    @staticmethod
+    def _find(hay: np.ndarray, needle: np.ndarray, exclude_tail: bool) -> int:
+        """Index just after the most recent occurrence of ``needle`` in ``hay`` (-1 if none)."""
+        n = len(needle)
+        limit = len(hay) - (n if exclude_tail else 0)
+        if limit < n:
+            return -1
+        windows = np.lib.stride_tricks.sliding_window_view(hay[:limit], n)
+        hits = np.nonzero((windows == needle).all(axis=1))[0]
+        # the continuation must not be empty
+        hits = hits[hits + n < len(hay)]
+        return int(hits[-1]) + n if len(hits) else -1
+
+    def __call__(self, tokens: Sequence[int]) -> list[int]:
+        ctx = np.asarray(tokens, dtype=np.int32)
+        for n in range(self.max_ngram, self.min_ngram - 1, -1):
+            if len(ctx) <= n:
+                continue
+            needle = ctx[-n:]
+            at = self._find(ctx, needle, exclude_tail=True)
+            if at >= 0:
+                self.last_source = "context"
+                return ctx[at : at + self.max_draft].tolist()
+            for stream in self.extra:
+                at = self._find(stream, needle, exclude_tail=False)
+                if at >= 0:
+                    self.last_source = "extra"
+                    return stream[at : at + self.max_draft].tolist()
+        self.last_source = ""
+        return []
+
+
+class RecycledDrafter:
+    """Token Recycling with a top-1 successor table (linear drafts need no more)."""
+
+    def __init__(self, n_vocab: int, max_draft: int = 8) -> None:
+        self.next = np.full(n_vocab, -1, dtype=np.int32)
+        self.max_draft = max_draft
+
+    def observe(self, token: int, successor: int) -> None:
+        """The decoder's best next token after ``token`` (from logits it computed anyway)."""
+        self.next[token] = successor
+
+    def __call__(self, tokens: Sequence[int]) -> list[int]:
+        if not len(tokens):
+            return []
+        out: list[int] = []
+        t = int(tokens[-1])
+        seen = set()
+        while len(out) < self.max_draft:
+            nxt = int(self.next[t])
+            if nxt < 0 or (t, nxt) in seen:
+                break
+            seen.add((t, nxt))
+            out.append(nxt)
+            t = nxt
+        return out
+
+
+class CombinedDrafter:
+    def __init__(self, lookup: PromptLookupDrafter, recycled: RecycledDrafter | None) -> None:
+        self.lookup = lookup
+        self.recycled = recycled
+        self.last_source = ""
+
+    def __call__(self, tokens: Sequence[int]) -> list[int]:
+        d = self.lookup(tokens)
+        if d:
+            self.last_source = "lookup"
+            return d
+        if self.recycled is not None:
+            d = self.recycled(tokens)
+            self.last_source = "recycled" if d else ""
+            return d
+        self.last_source = ""
+        return []
+
+
+class DraftPolicy:
+    """How many drafted tokens to verify: the length that maximizes expected tokens per ms.
+
+    Acceptance is modelled per draft source as a geometric process (each next drafted token is
+    accepted with probability ``p``, an exponential average of what verification found), and
+    the cost of verifying ``k`` drafts as the measured time of an evaluation with ``k+1`` logits
+    rows (exponential averages per row count; llama.cpp's cost per row is far from linear).
+    """
+
+    #: before anything is measured: an n-gram found in the context is usually copied verbatim
+    PRIORS = {"lookup": 0.9, "recycled": 0.5}
+
+    def __init__(self, max_draft: int = 6, prior_accept: float = 0.6) -> None:
+        self.max_draft = max_draft
+        self.accept: dict[str, float] = {}
+        self.prior = prior_accept
+        self.cost: dict[int, float] = {}  # rows -> ms
+        self._skips: dict[str, int] = {}
+
+    def observe_cost(self, rows: int, ms: float) -> None:
+        old = self.cost.get(rows)
+        self.cost[rows] = ms if old is None else 0.8 * old + 0.2 * ms
+
+    def observe_accept(self, source: str, drafted: int, accepted: int) -> None:
+        if drafted <= 0:
+            return
+        # MLE of a geometric acceptance from one trial: accepted successes before the failure
+        trials = accepted + (1 if accepted < drafted else 0)
+        p_obs = accepted / trials if trials else 0.0
+        old = self.accept.get(source, self.PRIORS.get(source, self.prior))
+        self.accept[source] = 0.7 * old + 0.3 * p_obs
+
+    def _cost(self, rows: int) -> float:
+        if rows in self.cost:
+            return self.cost[rows]
+        known = sorted(self.cost.items())
+        if not known:
+            return 13.0 + 6.0 * (rows - 1)  # a cold guess: ~13 ms for one row here
+        # nearest measured row counts, else linear in rows from the closest one
+        below = [(r, c) for r, c in known if r < rows]
+        above = [(r, c) for r, c in known if r > rows]
+        if below and above:
+            (r0, c0), (r1, c1) = below[-1], above[0]
+            return c0 + (c1 - c0) * (rows - r0) / (r1 - r0)
+        r0, c0 = (below or above)[-1 if below else 0]
+        base = self.cost.get(1, c0 / max(r0, 1))
+        return c0 + (rows - r0) * max(base * 0.5, 1.0)
+
+    def length(self, source: str, available: int) -> int:
+        """Best number of drafted tokens to verify (0: do not draft now)."""
+        p = self.accept.get(source, self.PRIORS.get(source, self.prior))
+        if p < self.PRIORS.get(source, self.prior):
+            # drift back towards the prior while not drafting: acceptance is re-measured by
+            # occasional probes instead of written off forever
+            self.accept[source] = p = p + 0.01 * (self.PRIORS.get(source, self.prior) - p)
+        best_k, best_rate = 0, 1.0 / self._cost(1)
+        expected = 1.0
+        for k in range(1, min(available, self.max_draft) + 1):
+            expected += p**k
+            rate = expected / self._cost(k + 1)
+            if rate > best_rate * 1.02:
+                best_k, best_rate = k, rate
+        if best_k == 0:
+            self._skips[source] = self._skips.get(source, 0) + 1
+            if self._skips[source] % 32 == 0:
+                return min(2, available)  # a cheap probe
+        return best_k

@@ -1,0 +1,144 @@
+"""Typed-through cache and draft proposers (pure units), plus engine-level cache behaviour."""
+
+import pytest
+from conftest import split_cursor
+
+from completion.cache import SuggestionCache
+from completion.drafting import CombinedDrafter, DraftPolicy, PromptLookupDrafter, RecycledDrafter
+
+
+def store(cache, source, suggestion, **kw):
+    text, off = split_cursor(source)
+    cache.store(text, off, suggestion, multiline="\n" in suggestion, **kw)
+
+
+def look(cache, source):
+    text, off = split_cursor(source)
+    hit = cache.lookup(text, off)
+    return None if hit is None else hit.suggestion
+
+
+def test_typed_through_hit_and_exact_hit():
+    c = SuggestionCache()
+    store(c, "x = 1\nresult = comp┃\nprint(result)\n", "ute(x, y)")
+    assert look(c, "x = 1\nresult = comp┃\nprint(result)\n") == "ute(x, y)"
+    assert look(c, "x = 1\nresult = compute(┃\nprint(result)\n") == "x, y)"
+    assert look(c, "x = 1\nresult = compute(x, y┃\nprint(result)\n") == ")"
+
+
+def test_typing_something_else_misses():
+    c = SuggestionCache()
+    store(c, "result = comp┃\n", "ute(x, y)")
+    assert look(c, "result = compo┃\n") is None
+
+
+def test_deleting_back_into_the_suggestion():
+    c = SuggestionCache()
+    store(c, "result = comp┃\n", "ute(x, y)")
+    assert look(c, "result = compu┃\n") == "te(x, y)"  # typed "u" then deleted "te"... back inside
+
+
+def test_edit_elsewhere_invalidates():
+    c = SuggestionCache()
+    store(c, "a = 1\nresult = comp┃\nprint(result)\n", "ute(x)")
+    assert look(c, "a = 2\nresult = comp┃\nprint(result)\n") is None  # before the line
+    assert look(c, "a = 1\nresult = comp┃\nprint(results)\n") is None  # after the cursor
+
+
+def test_accepting_the_first_line_of_a_block():
+    c = SuggestionCache()
+    store(c, "def f(x):┃\n\nprint(f(1))\n", "\n    y = x * 2\n    return y")
+    assert look(c, "def f(x):\n    y = x * 2\n    ┃\n\nprint(f(1))\n") == "return y"
+
+
+def test_eviction_is_lru():
+    c = SuggestionCache(capacity=2)
+    store(c, "a┃", "1")
+    store(c, "b┃", "2")
+    assert look(c, "a┃") == "1"  # touch a
+    store(c, "c┃", "3")
+    assert look(c, "a┃") is None or look(c, "b┃") is None
+    assert look(c, "c┃") == "3"
+    assert len(c) == 2
+
+
+def test_prompt_lookup_proposes_what_followed():
+    d = PromptLookupDrafter(max_ngram=3, min_ngram=2, max_draft=4)
+    ctx = [1, 2, 3, 4, 5, 6, 9, 9, 2, 3]
+    assert d(ctx) == [4, 5, 6, 9]
+    assert d([7, 8]) == []
+
+
+def test_prompt_lookup_searches_the_suffix():
+    d = PromptLookupDrafter(max_ngram=2, min_ngram=2, max_draft=3)
+    d.set_extra([[5, 6, 7, 8, 9]])
+    assert d([1, 2, 5, 6]) == [7, 8, 9]
+
+
+def test_recycled_follows_successors_without_looping():
+    r = RecycledDrafter(16, max_draft=6)
+    r.observe(1, 2)
+    r.observe(2, 3)
+    r.observe(3, 2)  # a cycle 2 -> 3 -> 2
+    out = r([0, 1])
+    assert out[:3] == [2, 3, 2] and len(out) <= 6
+
+
+def test_combined_prefers_lookup():
+    r = RecycledDrafter(16)
+    r.observe(4, 9)
+    c = CombinedDrafter(PromptLookupDrafter(max_ngram=2, min_ngram=2), r)
+    assert c([1, 2, 3, 1, 2]) == [3, 1, 2] and c.last_source == "lookup"
+    assert c([4]) == [9] and c.last_source == "recycled"
+
+
+def test_policy_adapts_length():
+    p = DraftPolicy(max_draft=6)
+    for rows, ms in [(1, 12.0), (2, 26.0), (3, 32.0), (4, 39.0), (5, 46.0), (6, 52.0), (7, 51.0)]:
+        p.observe_cost(rows, ms)
+    assert p.length("lookup", 6) == 6  # the prior: lookups are usually right
+    for _ in range(20):
+        p.observe_accept("lookup", 6, 6)  # always right
+        p.observe_accept("recycled", 4, 0)  # always wrong
+    assert p.length("lookup", 6) == 6  # 7 rows cost little more than 6 here
+    assert p.length("recycled", 6) == 0
+    for _ in range(20):
+        p.observe_accept("lookup", 6, 1)  # now mostly wrong
+    assert p.length("lookup", 6) == 0
+
+
+@pytest.mark.model
+def test_engine_answers_typed_through_from_cache(engine):
+    text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
+    first = engine.complete_text(text, options={"line_mode": "single"})
+    assert first.insert_text and not first.stats["cache_hit"]
+    typed = first.insert_text[:3]
+    again = engine.complete_text(text + typed, options={"line_mode": "single"})
+    assert again.stats["cache_hit"] and again.insert_text == first.insert_text[3:]
+    off = engine.complete_text(text.replace("n < 2", "n < 3") + typed, options={"line_mode": "single"})
+    assert not off.stats["cache_hit"]
+
+
+@pytest.mark.model
+def test_first_line_fast_then_background_fills_the_block(engine):
+    from completion.decoding import CancelToken
+
+    text = "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        "
+    opts = {"line_mode": "multi", "max_lines": 6, "max_tokens": 80}
+    first = engine.complete_text(text, options={**opts, "cache": True})
+    assert "\n" not in first.insert_text.strip("\n")  # one line now
+    assert engine.run_background(CancelToken()) is not None
+    after = engine.complete_text(text, options=opts)
+    assert after.stats["cache_hit"]
+    assert after.insert_text.startswith(first.insert_text)
+
+
+@pytest.mark.model
+def test_background_work_is_cancelled_by_the_token(engine):
+    from completion.decoding import CancelToken
+
+    text = "def long_function(a, b, c):\n    "
+    engine.complete_text(text, options={"line_mode": "multi", "max_lines": 30, "max_tokens": 200})
+    tok = CancelToken()
+    tok.cancel("new request")
+    assert engine.run_background(tok) is None
