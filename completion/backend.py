@@ -457,7 +457,7 @@ class LlamaBackend:
             sizes[-2] -= move
             sizes[-1] += move
         pos = 0
-        for k, n in enumerate(sizes):
+        for _k, n in enumerate(sizes):
             self.eval(rest[pos : pos + n], rows="last")
             pos += n
         self._clean = len(tokens)
@@ -531,7 +531,7 @@ class LlamaCppPythonPeer:
             self.llm.reset()
         cached = list(self.llm.input_ids[: self.llm.n_tokens])
         lcp = 0
-        for a, b in zip(cached, toks):
+        for a, b in zip(cached, toks, strict=False):
             if a != b:
                 break
             lcp += 1

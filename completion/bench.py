@@ -312,7 +312,7 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
             "draft_acceptance": round(acc / drafted, 4) if drafted else 0.0,
         }
     report["speedup"] = round(report["modes"]["on"]["tokens_per_s"] / max(report["modes"]["off"]["tokens_per_s"], 1e-9), 3)
-    report["identical_outputs"] = all(a[0] == b[0] for a, b in zip(res["off"], res["on"]))
+    report["identical_outputs"] = all(a[0] == b[0] for a, b in zip(res["off"], res["on"], strict=False))
     ours = sum(s["decode_ms"] for _, s in res["off"])
     raw = sum(raw_ms)
     report["loop_overhead"] = round(ours / raw - 1, 4) if raw else None

@@ -67,12 +67,13 @@ class SuggestionCache:
         return out
 
     def store(self, text: str, cursor: int, suggestion: str, *, multiline: bool, complete: bool = True,
-              stats: dict[str, Any] | None = None) -> None:
-        """Remember ``suggestion`` for the cursor at ``cursor`` in ``text``."""
+              stats: dict[str, Any] | None = None, config: Any = None) -> None:
+        """Remember ``suggestion`` for the cursor at ``cursor`` in ``text``; ``config`` is whatever
+        else the answer depended on (settings): a lookup must give the same one to hit."""
         if not suggestion:
             return
         anchor = text.rfind("\n", 0, cursor) + 1
-        key = (_key(text[:anchor]), _key(text[cursor:]))
+        key = (_key(text[:anchor]), _key(text[cursor:]), config)
         entry = _Entry(text[anchor:cursor], suggestion, multiline, complete, dict(stats or {}))
         with self._lock:
             bucket = self._entries.setdefault(key, [])
@@ -85,13 +86,13 @@ class SuggestionCache:
                 if not b:
                     del self._entries[k]
 
-    def lookup(self, text: str, cursor: int) -> CacheHit | None:
+    def lookup(self, text: str, cursor: int, config: Any = None) -> CacheHit | None:
         """The rest of a cached suggestion that the text up to ``cursor`` is typing through."""
-        suffix_key = _key(text[cursor:])
+        suffix_key = (_key(text[cursor:]), config)
         best: CacheHit | None = None
         with self._lock:
             for anchor in self._anchors(text, cursor):
-                bucket = self._entries.get((_key(text[:anchor]), suffix_key))
+                bucket = self._entries.get((_key(text[:anchor]), *suffix_key))
                 if not bucket:
                     continue
                 typed = text[anchor:cursor]
@@ -104,7 +105,7 @@ class SuggestionCache:
                     rest = full[len(typed) :]
                     if rest.strip() and (best is None or len(e.typed) > 0):
                         best = CacheHit(rest, e.multiline and "\n" in rest, e.complete)
-                        self._entries.move_to_end((_key(text[:anchor]), suffix_key))
+                        self._entries.move_to_end((_key(text[:anchor]), *suffix_key))
                         break
                 if best is not None:
                     break

@@ -42,6 +42,12 @@ __all__ = ["Completion", "CompletionRequest", "Engine", "EngineNotReady", "Model
 ProgressFn = Callable[[str, int], None]
 
 
+def _cache_config(s: Settings, mode) -> tuple:
+    """Everything besides the text that a cached suggestion depends on."""
+    return (s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
+            s.fim_template, s.token_healing, s.context_tokens, s.suffix_tokens)
+
+
 def _first_line_end(after: str) -> int | None:
     """Index of the newline that ends the first non-blank generated line (None: not yet)."""
     seen = False
@@ -347,14 +353,14 @@ class Engine:
             policy = "single"
         mode = decide_line_mode(req.text, req.offset, req.language, policy, s.max_lines)
         if s.cache:
-            hit = self.cache.lookup(req.text, req.offset)
+            hit = self.cache.lookup(req.text, req.offset, _cache_config(s, mode))
             if hit is not None:
                 text = hit.suggestion if mode.multiline else hit.suggestion.split("\n", 1)[0]
                 if text.strip():
                     self._last_shown = (req, s, text)
                     return Completion(text, req.offset, req.offset, "\n" in text, {
                         "cache_hit": True, "cache_complete": hit.complete, "generated_tokens": 0, "prompt_eval_tokens": 0,
-                        "reused_tokens": 0, "prompt_tokens": 0, "stop_reason": "cache",
+                        "reused_tokens": 0, "prompt_tokens": 0, "stop_reason": "cache", "template": None,
                         "line_mode": "multi" if mode.multiline else "single", "line_mode_reason": mode.reason,
                         "total_ms": round((time.perf_counter() - t_start) * 1000, 3), "monitors": {},
                     })
@@ -467,7 +473,8 @@ class Engine:
             total_ms=round((time.perf_counter() - t_start) * 1000, 2),
         )
         if s.cache and text and range_end == req.offset:
-            self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not stopped_at_first_line)
+            self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not stopped_at_first_line,
+                             config=_cache_config(s, mode))
         if stopped_at_first_line and text and range_end == req.offset:
             self._background = _Continuation(req, s, mode, prompt, list(result.tokens), gen, constraints, rules,
                                              healing, markers, drafter)
@@ -524,7 +531,8 @@ class Engine:
                 if text and "\n" not in text:
                     accepted = req.text[: req.offset] + text + req.text[req.offset :]
                     nxt = dataclasses.replace(req, text=accepted, offset=req.offset + len(text), trigger="automatic")
-                    if self.cache.lookup(nxt.text, nxt.offset) is None:
+                    nmode = decide_line_mode(nxt.text, nxt.offset, nxt.language, s.line_mode, s.max_lines)
+                    if self.cache.lookup(nxt.text, nxt.offset, _cache_config(s, nmode)) is None:
                         self.complete(nxt, cancel)
                         self._last_shown = None  # do not chain prefetches
                         done = (done + "+prefetch") if done else "prefetch"
@@ -564,7 +572,8 @@ class Engine:
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full)
         if block:
-            self.cache.store(job.req.text, job.req.offset, block, multiline=True, complete=True)
+            self.cache.store(job.req.text, job.req.offset, block, multiline=True, complete=True,
+                             config=_cache_config(job.settings, job.mode))
             self._last_shown = None
 
     def _drafter(self, req: CompletionRequest, m: _Model, prompt) -> CombinedDrafter:

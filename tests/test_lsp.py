@@ -208,7 +208,8 @@ async def test_automatic_trigger_honours_settings(client: LanguageClient):
 @pytest.mark.asyncio(loop_scope="module")
 async def test_cancellation_mid_generation(client: LanguageClient):
     client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 600, "lineMode": "multi", "maxLines": 200}})
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 600, "lineMode": "multi", "maxLines": 200,
+                                                                     "firstLineFast": False, "cache": False}})
     )
     await asyncio.sleep(0.2)
     text = "# A long module of many small functions\n\ndef f0(x):\n    return x + 0\n\n"
@@ -240,7 +241,8 @@ async def test_cancellation_mid_generation(client: LanguageClient):
 @pytest.mark.asyncio(loop_scope="module")
 async def test_newer_request_supersedes_older(client: LanguageClient):
     client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 300, "lineMode": "multi", "maxLines": 100}})
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 300, "lineMode": "multi", "maxLines": 100,
+                                                                     "firstLineFast": False, "cache": False}})
     )
     await asyncio.sleep(0.2)
     uri = open_doc(client, "class Stack:\n    \n")

@@ -311,7 +311,7 @@ def test_typescript_members_through_multilspy(engine, tmp_path):
 
     for _ in range(2):  # the first request may arrive before the server is up (no opinion then)
         c = engine.complete(CompletionRequest(text=text, offset=len(text), language="typescript", path=str(src),
-                                              options={"line_mode": "single"}))
+                                              options={"line_mode": "single", "cache": False}))
     first = c.insert_text.split("(")[0]
     assert first in ("increment", "reset"), c.insert_text
     assert c.stats["monitors"]["lsp-members"]["triggers"] >= 1
