@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.steercode-installed
 
-.PHONY: setup run test test-fast lint clean doctor
+.PHONY: setup run test test-fast lint clean doctor editor-setup vsix
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "steercode needs Python >= 3.11 (set PYTHON=...)"'
@@ -32,11 +32,21 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/steercode complete examples/fibonacci.py --line 7 --character 4 --repeat 3 --verbose
 
-test: setup
+# Every test, the real-editor ones included (their set-up is cached between runs).
+test: setup editor-setup
 	$(PY) -m pytest -q
+
+editor-setup:
+	tests/editors/setup.sh
+
+vsix:
+	cd vscode-extension && npm install --no-audit --no-fund && npm run package
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not model"
+
+test-no-editors: setup
+	$(PY) -m pytest -q -m "not editor"
 
 lint: setup
 	$(VENV)/bin/ruff check lsp_server completion monitors tests

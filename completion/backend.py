@@ -519,7 +519,7 @@ class LlamaCppPythonPeer:
         n = threads or physical_cores()
         self.llm = Llama(
             model_path=model_path, n_ctx=n_ctx, n_threads=n, n_threads_batch=n, swa_full=True,
-            verbose=False, draft_model=draft, logits_all=False,
+            verbose=False, draft_model=draft, logits_all=lookup,  # its lookup decoding needs every row
         )
         _ensure_init()  # Llama() installs its own log callback: route llama.cpp's logs back to ours
         self.fresh = fresh

@@ -45,24 +45,32 @@ def _pct(values: Sequence[float], q: float) -> float:
     return round(v[min(len(v) - 1, max(0, int(round(q * (len(v) - 1)))))], 2)
 
 
-def default_region(text: str, chars: int = 80) -> tuple[int, int]:
-    """A deterministic region of about ``chars`` characters of code in the middle of the file:
-    whole lines, starting at a non-blank, non-comment line."""
+def default_region(text: str, chars: int = 80, language: str = "python") -> tuple[int, int]:
+    """A deterministic region of about ``chars`` characters of *code* in the middle of the file:
+    consecutive whole statements inside a function body, nearest the file's middle line."""
+    from monitors.syntax import cursor_syntax
+
     lines = text.split("\n")
-    starts = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
+    starts = [0]
+    for ln in lines[:-1]:
+        starts.append(starts[-1] + len(ln) + 1)
     mid = len(lines) // 2
-    for i in list(range(mid, len(lines))) + list(range(0, mid)):
+    order = sorted(range(len(lines)), key=lambda i: abs(i - mid))
+    for i in order:
         s = lines[i].strip()
-        if not s or s.startswith(("#", '"', "'", "@")):
+        if not lines[i].startswith((" ", "\t")) or not s or s[0] in "#\"'@)]}" or s.startswith(("def ", "class ")):
             continue
         a = starts[i] + (len(lines[i]) - len(lines[i].lstrip()))
-        b = a
-        j = i
-        while j < len(lines) and b - a < chars:
+        syn = cursor_syntax(text, a + 1, language)
+        if syn is not None and (syn.in_string or syn.in_comment or syn.open_brackets):
+            continue
+        b = starts[i] + len(lines[i])
+        j = i + 1
+        while b - a < chars and j < len(lines) and lines[j].strip() and not lines[j].strip().startswith(("#", "def ", "class ")):
             b = starts[j] + len(lines[j])
             j += 1
-        if b - a >= chars // 2:
-            return a, min(b, a + chars)
+        if b - a >= chars:
+            return a, a + chars
     return 0, min(len(text), chars)
 
 
@@ -91,6 +99,8 @@ class _Keystroke:
     prompt_eval: int
     cache_hit: bool
     match: bool
+    partial: bool = False
+    generated: int = 0
 
 
 class _LlamaServer:
@@ -219,7 +229,10 @@ def bench_typing(
                 ms = (time.perf_counter() - t0) * 1000
                 rest = typed_region[i:]
                 s = sugg.split("\n", 1)[0].rstrip()
-                runs.append(_Keystroke(ms, s, pe, hit, bool(s.strip()) and rest.startswith(s)))
+                head = s[: max(4, min(len(s), 8))]
+                runs.append(_Keystroke(ms, s, pe, hit, bool(s.strip()) and rest.startswith(s),
+                                       bool(s.strip()) and rest.startswith(head),
+                                       int(comp.stats.get("generated_tokens", 0)) if mode == "steercode" else 0))
                 if mode == "steercode" and settings.prefetch:
                     bg_token = CancelToken()
                     bg = threading.Thread(target=engine.run_background, args=(bg_token,), daemon=True)
@@ -241,7 +254,9 @@ def bench_typing(
             "cache_hits": sum(r.cache_hit for r in runs),
             "suggestions": sum(bool(r.suggestion.strip()) for r in runs),
             "match_rate": round(sum(r.match for r in runs) / len(runs), 4),
+            "partial_match_rate": round(sum(r.partial for r in runs) / len(runs), 4),
         }
+        report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40]) for r in runs]
         progress(f"  {mode}: {report['modes'][mode]}")
     engine.close()
     base_p50 = report["modes"].get("steercode", {}).get("p50_ms")

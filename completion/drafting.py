@@ -123,7 +123,7 @@ class DraftPolicy:
     """
 
     #: before anything is measured: an n-gram found in the context is usually copied verbatim
-    PRIORS = {"lookup": 0.9, "recycled": 0.5}
+    PRIORS = {"lookup": 0.9, "recycled": 0.3}
 
     def __init__(self, max_draft: int = 6, prior_accept: float = 0.6) -> None:
         self.max_draft = max_draft

@@ -336,11 +336,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 max_tokens=args.max_tokens or 24, interval_ms=args.interval_ms, progress=say,
             )
             print(f"typing {report['file']}: {report['keystrokes']} keystrokes every {report['interval_ms']:.0f} ms")
-            print(f"{'mode':<18}{'p50 ms':>9}{'p95 ms':>9}{'mean':>9}{'prompt tok':>11}{'hits':>6}{'match':>7}{'x p50':>7}")
+            print(f"{'mode':<18}{'p50 ms':>9}{'p95 ms':>9}{'mean':>9}{'prompt tok':>11}{'hits':>6}{'match':>7}"
+                  f"{'partial':>8}{'x p50':>9}")
             for mode, r in report["modes"].items():
                 ratio = report.get("ratios_vs_steercode", {}).get(mode, "")
                 print(f"{mode:<18}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['mean_ms']:>9}{r['prompt_tokens_per_request']:>11}"
-                      f"{r['cache_hits']:>6}{r['match_rate']:>7}{ratio!s:>7}")
+                      f"{r['cache_hits']:>6}{r['match_rate']:>7}{r['partial_match_rate']:>8}{ratio!s:>9}")
         else:
             report = bench_decode(args.files, sites=args.sites, seed=args.seed, settings=settings, progress=say)
             for mode, r in report["modes"].items():
@@ -351,7 +352,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"steercode: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        Path(args.json).write_text(json.dumps({k: v for k, v in report.items() if not k.startswith("_")}, indent=2))
+        if report.get("_trace"):
+            Path(args.json).with_suffix(".trace.json").write_text(json.dumps(report["_trace"], indent=1))
     return 0
 
 

@@ -28,6 +28,7 @@ class Scheduler:
     def __init__(self, name: str = "steercode-engine") -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._active: dict[str, CancelToken] = {}
+        self._background: CancelToken | None = None
 
     def cancel_all(self, reason: str = "shutdown") -> None:
         for token in list(self._active.values()):
@@ -35,6 +36,9 @@ class Scheduler:
 
     async def run(self, key: str, fn: Callable[[CancelToken], T]) -> T:
         """Run ``fn(token)`` on the worker thread; a newer run with the same key cancels this one."""
+        if self._background is not None:  # a request always beats idle-time work
+            self._background.cancel("request")
+            self._background = None
         token = CancelToken()
         prev = self._active.get(key)
         if prev is not None:
@@ -50,6 +54,23 @@ class Scheduler:
         finally:
             if self._active.get(key) is token:
                 del self._active[key]
+
+    def schedule_background(self, fn: Callable[[CancelToken], object]) -> None:
+        """Queue idle-time work; the next request cancels it (it stops within one token)."""
+        if self._background is not None:
+            self._background.cancel("superseded")
+        token = CancelToken()
+        self._background = token
+
+        def run() -> None:
+            if token.is_set():
+                return
+            try:
+                fn(token)
+            except Exception:
+                log.warning("background work failed", exc_info=True)
+
+        self._executor.submit(run)
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn()`` on the worker thread (serialized with completions)."""

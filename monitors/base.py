@@ -17,7 +17,9 @@ from __future__ import annotations
 import bisect
 import concurrent.futures
 import concurrent.futures.process
+import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -163,6 +165,29 @@ class _Timeout:
 TIMEOUT: Any = _Timeout()
 
 
+@contextlib.contextmanager
+def _hidden_main():
+    """Start worker processes without re-running the caller's ``__main__`` module in them.
+
+    multiprocessing's "spawn" re-imports the parent's main script in each child; a script that
+    is not guarded by ``if __name__ == "__main__"`` would run again there (loading a second
+    model on a 2-core machine). The worker needs nothing from ``__main__``.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            if "__spec__" in saved:
+                main.__spec__ = None
+            if "__file__" in saved:
+                del main.__file__
+        yield
+    finally:
+        if main is not None:
+            for k, v in saved.items():
+                setattr(main, k, v)
+
+
 class AnalysisRunner:
     """Runs static analysis jobs (``monitors.worker.run(*job)``) with a time budget and a cache.
 
@@ -236,10 +261,12 @@ class AnalysisRunner:
             from . import worker
 
             try:
-                inner = self._ensure_executor().submit(worker.run, *job)
+                with _hidden_main():
+                    inner = self._ensure_executor().submit(worker.run, *job)
             except Exception:  # a broken pool: restart it once
                 self._restart()
-                inner = self._ensure_executor().submit(worker.run, *job)
+                with _hidden_main():
+                    inner = self._ensure_executor().submit(worker.run, *job)
             self._running += 1
             self._pending[key] = inner
 
@@ -309,7 +336,9 @@ class AnalysisRunner:
 
         with self._lock:
             ex = self._ensure_executor()
-        return ex.submit(worker.run, *job).result(timeout=timeout)
+            with _hidden_main():
+                fut = ex.submit(worker.run, *job)
+        return fut.result(timeout=timeout)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -35,6 +35,8 @@ class IdentifierSession:
     kind = "names"
     #: an identifier must follow the trigger (after ``obj.`` a name is required, not ``(``)
     requires_identifier = False
+    #: judge the identifier that ends exactly at the cursor (the user typed it, the model ends it)
+    judge_cursor_word = False
 
     def __init__(self, ctx: MonitorContext, runner: AnalysisRunner, timeout_s: float) -> None:
         self.ctx = ctx
@@ -172,7 +174,7 @@ class IdentifierSession:
             word = full[s:e]
             if word[0].isdigit():
                 continue
-            if e <= self.cursor_at and e < len(full):
+            if (e < self.cursor_at or (e == self.cursor_at and not self.judge_cursor_word)) and e < len(full):
                 continue  # typed by the user (healing regenerates it): not the model's to judge
             if not self.in_context(full, s):
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 from conftest import ROOT, steercode_cmd
@@ -212,3 +213,38 @@ def test_eval_calls_runs(server_env, tmp_path):
 def test_eval_missing_path(server_env):
     p = run("eval", "members", "/no/such/dir", env=server_env)
     assert p.returncode == 2 and "no such file" in p.stderr.decode()
+
+
+def test_bench_typing_schema(server_env, tmp_path):
+    out = tmp_path / "typing.json"
+    p = run("bench", "typing", EXAMPLE, "--region", "14:14", "--modes", "steercode,llama-cpp-python", "--interval-ms", "0",
+            "--json", str(out), env=server_env, timeout=900)
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads(out.read_text())
+    assert r["task"] == "typing" and r["keystrokes"] > 5
+    for mode in ("steercode", "llama-cpp-python"):
+        m = r["modes"][mode]
+        for key in ("p50_ms", "p95_ms", "mean_ms", "prompt_tokens_per_request", "cache_hits", "match_rate"):
+            assert key in m
+    assert r["modes"]["llama-cpp-python"]["cache_hits"] == 0
+    assert "ratios_vs_steercode" in r
+
+
+def test_bench_decode_schema(server_env, tmp_path):
+    out = tmp_path / "decode.json"
+    p = run("bench", "decode", str(ROOT / "examples" / "similar_methods.py"), "--sites", "2", "--json", str(out),
+            env=server_env, timeout=900)
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads(out.read_text())
+    assert r["identical_outputs"] is True
+    assert set(r["modes"]) == {"off", "on"} and r["modes"]["on"]["tokens_per_s"] > 0
+
+
+def test_batch_complete_example(server_env):
+    p = subprocess.run([sys.executable, str(ROOT / "examples" / "batch_complete.py"), EXAMPLE, "7:4", "13:11", "999:0"],
+                       capture_output=True, text=True, env=server_env, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.strip().split("\n")
+    assert len(out) == 3
+    assert out[0].startswith("7:4\t'") and "ms" in out[0]
+    assert out[2].startswith("999:0\terror:") and "past the end" in out[2]

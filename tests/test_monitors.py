@@ -234,6 +234,8 @@ def test_imports_golden(runner, small_vocab, source, generated, piece, verdict):
         ("def g(items):\n    ┃", "", "fresh_name = 1", True),  # a binding at statement start
         ("def g(items):\n    return [┃", "", "x for x in items]", True),  # comprehension: no opinion
         ("def g(items):\n    x = 1\n    return ┃", "y = 2\n    return ", "y", True),  # bound in generated text
+        ("def fibonacci(n):\n    return n\n\nx = fibo┃", "", "(3)", False),  # the half-typed word is no name
+        ("def fibonacci(n):\n    return n\n\nx = fibo┃", "", "nacci(3)", True),
     ],
 )
 def test_names_golden(runner, small_vocab, source, generated, piece, verdict):

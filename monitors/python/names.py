@@ -244,6 +244,8 @@ _STATEMENT_KEYWORDS = re.compile(r"\b(lambda|global|nonlocal)\b")
 class NamesSession(IdentifierSession):
     name = "names"
     kind = "py-scope"
+    #: `x = fibo┃` + "(" would call `fibo`: ending the user's half-typed word is the model's choice
+    judge_cursor_word = True
 
     def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)
@@ -298,7 +300,7 @@ class NamesSession(IdentifierSession):
         key = (s, full[gen_start:s] if s > gen_start else "")
         if key in self._legal:
             return self._legal[key]
-        base = _document_names(self.ctx.text)
+        base = _document_names(_without_word_at(self.ctx.text, self.ctx.cursor))
         extra = set(_IDENT.findall(full, gen_start, s)) - base.names_set
         legal = NameSet(base.names_set | extra) if extra else base.nameset
         self.stats.triggers += key not in self._legal
@@ -314,6 +316,18 @@ class _DocNames:
         self.names_set = frozenset(_IDENT.findall(text)) | _BUILTIN_NAMES
         self.nameset = NameSet(self.names_set)
         self.dynamic = bool(re.search(r"^\s*from\s+\S+\s+import\s+\*|\bglobals\(\)|\bexec\(", text, re.M))
+
+
+def _without_word_at(text: str, cursor: int) -> str:
+    """The document minus the identifier being typed at the cursor: a half-typed ``fibo`` is not
+    a name the document uses (elsewhere it still counts)."""
+    a = cursor
+    while a > 0 and (text[a - 1].isalnum() or text[a - 1] == "_"):
+        a -= 1
+    b = cursor
+    while b < len(text) and (text[b].isalnum() or text[b] == "_"):
+        b += 1
+    return text if a == b else text[:a] + text[b:]
 
 
 _doc_cache: dict[tuple[int, int], _DocNames] = {}
