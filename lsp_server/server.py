@@ -45,8 +45,12 @@ STATUS_REQUEST = "steercode/status"
 def _short_validation_error(exc: BaseException) -> str:
     try:
         from cattrs import transform_error
+        from cattrs.v import format_exception
 
-        msgs = transform_error(exc)  # type: ignore[arg-type]
+        def fmt(e: BaseException, t: Any) -> str:  # our own structure hooks explain themselves
+            return str(e) if isinstance(e, ValueError) and str(e).startswith("invalid ") else format_exception(e, t)
+
+        msgs = transform_error(exc, format_exception=fmt)  # type: ignore[arg-type]
         if msgs:
             return "; ".join(msgs[:3])
     except Exception:
@@ -135,6 +139,28 @@ class SteercodeProtocol(LanguageServerProtocol):
             log.exception("error while handling a message")
 
 
+def _accept_lsp_318_trigger_kinds(converter) -> None:
+    """Read ``InlineCompletionContext.triggerKind`` as LSP 3.18 defines it: Invoked = 1, Automatic = 2.
+
+    lsprotocol 2023.0.1 predates 3.18 and numbers them 0 and 1 (the proposal's values); editors
+    (vscode-languageclient 10+, Neovim 0.12) send the final ones, and 2 would fail validation.
+    0 is still read as Invoked.
+    """
+    kinds = {0: types.InlineCompletionTriggerKind.Invoked, 1: types.InlineCompletionTriggerKind.Invoked,
+             2: types.InlineCompletionTriggerKind.Automatic}
+
+    def structure(obj, _type):
+        if not isinstance(obj, dict) or obj.get("triggerKind") not in kinds:
+            raise ValueError(f"invalid InlineCompletionContext: {obj!r} (triggerKind must be 1 = Invoked or 2 = Automatic)")
+        selected = obj.get("selectedCompletionInfo")
+        return types.InlineCompletionContext(
+            trigger_kind=kinds[obj["triggerKind"]],
+            selected_completion_info=converter.structure(selected, types.SelectedCompletionInfo) if selected else None,
+        )
+
+    converter.register_structure_hook(types.InlineCompletionContext, structure)
+
+
 class SteercodeServer(LanguageServer):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(
@@ -143,6 +169,7 @@ class SteercodeServer(LanguageServer):
             protocol_cls=SteercodeProtocol,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
+        _accept_lsp_318_trigger_kinds(self.lsp._converter)
         self.base_settings = settings or Settings()
         self.init_options: Any = None
         self.engine = Engine(self.base_settings)
@@ -151,6 +178,7 @@ class SteercodeServer(LanguageServer):
         self.last_stats: dict[str, Any] | None = None
         self._ready: asyncio.Event | None = None
         self._loading = False
+        self._progress: dict[str, Any] | None = None
         self._not_ready_logged = 0.0
         self.completions_served = 0
         self.cancelled_count = 0
@@ -212,12 +240,14 @@ class SteercodeServer(LanguageServer):
                 token = None
 
         def progress(message: str, pct: int) -> None:
+            self._progress = {"message": message, "percentage": pct}
             if token is not None:
                 loop.call_soon_threadsafe(
                     self.progress.report, token, types.WorkDoneProgressReport(message=message, percentage=pct)
                 )
 
         self._loading = True
+        self._progress = {"message": "loading model", "percentage": 0}
         end_message = "ready"
         try:
             await self.scheduler.call(lambda: self.engine.load(progress))
@@ -293,6 +323,8 @@ class SteercodeServer(LanguageServer):
             raise JsonRpcInternalError(message=f"completion failed: {type(exc).__name__}: {exc}") from None
         self.completions_served += 1
         self.last_stats = dict(comp.stats, uri=uri, line=position.line, character=position.character)
+        if self.engine.has_background:
+            self.scheduler.schedule_background(self.engine.run_background)
         s = comp.stats
         log.info(
             "completion %s:%d:%d %s %.0f ms (prompt %s/%s reused, %s generated, stop: %s) %r",
@@ -314,6 +346,7 @@ class SteercodeServer(LanguageServer):
             "version": __version__,
             "ready": self.engine.ready,
             "loading": self._loading,
+            "progress": self._progress if self._loading else None,
             "error": self.engine.load_error,
             "model": self.engine.describe() if self.engine.ready else None,
             "settings": self.engine.settings.as_dict(),

@@ -62,7 +62,19 @@ def open_doc(client: LanguageClient, text: str, language: str = "python") -> str
     return uri
 
 
-async def inline(client: LanguageClient, uri: str, line: int, character: int, kind=types.InlineCompletionTriggerKind.Invoked):
+INVOKED, AUTOMATIC = 1, 2  # LSP 3.18's InlineCompletionTriggerKind (lsprotocol 2023.0.1 still has 0 / 1)
+
+
+def _send_raw_trigger_kinds(client: LanguageClient) -> None:
+    """Make the test client send ``triggerKind`` as given (an int), as 3.18 editors do."""
+    client.protocol._converter.register_unstructure_hook(
+        types.InlineCompletionContext, lambda c: {"triggerKind": int(c.trigger_kind)}
+    )
+
+
+async def inline(client: LanguageClient, uri: str, line: int, character: int, kind: int = INVOKED):
+    """textDocument/inlineCompletion as editors send it (the final 3.18 trigger kinds)."""
+    _send_raw_trigger_kinds(client)
     return await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -191,18 +203,37 @@ async def test_automatic_trigger_honours_settings(client: LanguageClient):
         types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48, "automatic": "off"}})
     )
     await asyncio.sleep(0.2)
-    auto = await inline(client, uri, 1, 4, types.InlineCompletionTriggerKind.Automatic)
-    invoked = await inline(client, uri, 1, 4, types.InlineCompletionTriggerKind.Invoked)
+    auto = await inline(client, uri, 1, 4, AUTOMATIC)
+    invoked = await inline(client, uri, 1, 4, INVOKED)
     assert auto.items == []
     assert invoked.items and invoked.items[0].insert_text.strip()
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48, "automatic": "single"}})
     )
     await asyncio.sleep(0.2)
-    auto = await inline(client, uri, 1, 4, types.InlineCompletionTriggerKind.Automatic)
+    auto = await inline(client, uri, 1, 4, AUTOMATIC)
     assert all("\n" not in i.insert_text for i in auto.items)
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
     await asyncio.sleep(0.2)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_trigger_kinds_are_read_as_lsp_318(client: LanguageClient):
+    """Editors send Invoked = 1 / Automatic = 2 (lsprotocol 2023.0.1 would reject 2); 3 is an error."""
+    text = "def area(r):\n    \n"
+    uri = open_doc(client, text)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 24, "automatic": "off"}})
+    )
+    await asyncio.sleep(0.2)
+    assert (await inline(client, uri, 1, 4, AUTOMATIC)).items == []  # 2 = Automatic: off by the setting
+    assert (await inline(client, uri, 1, 4, INVOKED)).items  # 1 = Invoked (lsprotocol would say Automatic)
+    with pytest.raises(JsonRpcException) as info:
+        await inline(client, uri, 1, 4, 3)
+    assert info.value.code == -32602 and "triggerKind" in str(info.value)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
+    await asyncio.sleep(0.2)
+    assert (await inline(client, uri, 1, 4, AUTOMATIC)).items  # still serving
 
 
 @pytest.mark.asyncio(loop_scope="module")
