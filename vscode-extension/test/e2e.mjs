@@ -138,7 +138,7 @@ try {
   let ghost = "";
   try {
     await page.waitForSelector(GHOST, { timeout: 60000 });
-    ghost = (await page.locator(GHOST).allInnerTexts()).join("");
+    ghost = (await page.locator(GHOST).allInnerTexts()).join("").replace(/\u00a0/g, " ");
   } catch {}
   await page.screenshot({ path: path.join(ARTIFACTS, "vscode-ghost-text.png") });
   check("ghost text appears", ghost.trim().length > 0, ghost);
@@ -151,6 +151,14 @@ try {
   const acceptedLine = lines.find((l) => l.replace(/\u00a0/g, " ").includes("return fib")) ?? "";
   check("Tab accepts the suggestion", ghost.trim().length > 0 && acceptedLine.replace(/\u00a0/g, " ").includes("return fib" + ghost.trim().slice(0, 3)), acceptedLine);
   results.accepted_text = text;
+  // and the file itself, once saved
+  await page.keyboard.press("Control+S");
+  let saved = "";
+  for (let i = 0; i < 20 && !saved.includes("return fib" + ghost.trim()); i++) {
+    await sleep(250);
+    saved = fs.readFileSync(path.join(workspace, "demo.py"), "utf8");
+  }
+  check("saved file contains the suggestion", ghost.trim().length > 0 && saved.includes("return fib" + ghost.trim()), saved);
 
   // typing fast: 10 keystrokes 30 ms apart must not leave a suggestion for an older state
   await page.keyboard.press("End");
