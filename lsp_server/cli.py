@@ -35,10 +35,17 @@ def _setup_logging(level: str, log_file: str | None = None) -> None:
     logging.getLogger("steercode.llama").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def _settings_from_args(args: argparse.Namespace):
+# A one-shot command or a script wants the whole suggestion now: no first-line-then-background
+# (nobody would receive the rest) and no prefetch. `complete --repeat` measures KV reuse, not the
+# typed-through cache. `--set` overrides these.
+_COMPLETE_DEFAULTS = {"first_line_fast": False, "prefetch": False, "cache": False}
+_STDIO_DEFAULTS = {"first_line_fast": False, "prefetch": False}
+
+
+def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None):
     from completion.settings import Settings
 
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = dict(defaults or {})
     if getattr(args, "model", None):
         changes["model_path"] = args.model
     if getattr(args, "threads", None) is not None:
@@ -138,7 +145,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from completion.engine import CompletionRequest, Engine, ModelLoadError
     from monitors.syntax import language_for_path
 
-    settings = _settings_from_args(args)
+    settings = _settings_from_args(args, _COMPLETE_DEFAULTS)
     try:
         text = _read_text(args.file)
         offset = position_to_offset(text, args.line, args.character, clamp_character=False)
@@ -169,6 +176,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
     else:
         sys.stdout.write(comp.insert_text + ("\n" if comp.insert_text else ""))
+        sys.stdout.flush()
         if args.verbose:
             s = comp.stats
             print(
@@ -179,6 +187,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             for i, r in enumerate(runs[1:], 2):
+                if r.get("cache_hit"):
+                    print(f"[steercode] run {i} (warm): {r.get('total_ms', 0):.1f} ms from the typed-through cache", file=sys.stderr)
+                    continue
                 print(
                     f"[steercode] run {i} (warm): {r['total_ms']:.0f} ms: prompt {r['prompt_eval_tokens']} new tokens "
                     f"({r['reused_tokens']} reused) in {r['prompt_ms']:.0f} ms, {r['generated_tokens']} generated "
@@ -266,7 +277,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     from completion.engine import Engine
 
-    engine = Engine(_settings_from_args(args))
+    engine = Engine(_settings_from_args(args, _STDIO_DEFAULTS))
     stdin = sys.stdin.buffer
     stdout = sys.stdout
     for line in stdin:

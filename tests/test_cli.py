@@ -31,6 +31,21 @@ def test_complete_json(server_env):
     assert out["range"]["start"] == {"line": 7, "character": 4}
 
 
+def test_complete_prints_the_whole_block_and_warm_runs(server_env):
+    """A one-shot command has nobody to send a background continuation to: the whole block comes
+    back at once; `--repeat` runs are warm KV reuse (what `make run` shows), not cache hits."""
+    p = run("complete", EXAMPLE, "--line", "7", "--character", "4", "--json", "--repeat", "2", env=server_env)
+    assert p.returncode == 0, p.stderr.decode()
+    out = json.loads(p.stdout)
+    assert out["multiline"] and out["completion"].count("\n") >= 1, out["completion"]
+    assert "background" not in str(out["stats"].get("stop_reason"))
+    warm = out["runs"][1]
+    assert not warm.get("cache_hit") and warm["reused_tokens"] >= out["stats"]["prompt_tokens"] - 8
+    p = run("complete", EXAMPLE, "--line", "7", "--character", "4", "--repeat", "2", "--verbose", env=server_env)
+    assert p.returncode == 0, p.stderr.decode()
+    assert "run 2 (warm)" in p.stderr.decode()
+
+
 def test_complete_plain_prints_only_the_suggestion(server_env, tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def add(a, b):\n    return ")
