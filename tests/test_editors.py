@@ -75,4 +75,6 @@ def test_neovim_ghost_text_and_fallback(tmp_path):
     word = r["word_suggestion"].lstrip()
     assert r["word_line"].startswith("    return fibo")  # accept-word inserted only the next word
     assert len(r["word_line"]) < len("    return fibo" + r["word_suggestion"]) or len(word.split()) <= 1
+    assert r["cancel_requests_sent"] >= 1  # the second keystroke cancelled the first request
+    assert r["fast_line"] == "    total = fi" and r["fast_suggestion_col"] == len("    total = fi")
     assert r["completion_items"] >= 1 and r["completion_label"]

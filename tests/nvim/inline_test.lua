@@ -83,6 +83,37 @@ local ok, err = pcall(function()
     error(results.error)
   end
 
+  -- two keystrokes in quick succession: the request in flight for the first is cancelled with
+  -- $/cancelRequest, and what is shown belongs to the final text
+  local cancels = {}
+  local orig_cancel = client.cancel_request
+  client.cancel_request = function(self, id)
+    table.insert(cancels, id)
+    return orig_cancel(self, id)
+  end
+  vim.api.nvim_buf_set_lines(buf, last, last, false, { "    total = " })
+  vim.api.nvim_win_set_cursor(0, { last + 1, 12 })
+  while_typing(vim.keycode("a"), function()
+    local function key(ch)
+      local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+      vim.api.nvim_buf_set_text(buf, row - 1, col, row - 1, col, { ch })
+      vim.api.nvim_win_set_cursor(0, { row, col + #ch })
+      vim.api.nvim_exec_autocmds("TextChangedI", { buffer = buf })
+    end
+    key("f")
+    vim.wait(40) -- past the 20 ms debounce: the request for "total = f" is in flight
+    key("i")
+    vim.wait(30000, function() return sc.current(buf) ~= nil end, 20)
+    local item = sc.current(buf)
+    note("cancel_requests_sent", #cancels)
+    note("fast_line", vim.api.nvim_buf_get_lines(buf, last, last + 1, false)[1])
+    note("fast_suggestion_col", item and item.col or vim.NIL)
+  end)
+  client.cancel_request = orig_cancel
+  if results.error then
+    error(results.error)
+  end
+
   -- the completion popup fallback (textDocument/completion)
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
   local r = client:request_sync("textDocument/completion", params, 30000, buf)

@@ -179,6 +179,8 @@ async function start(): Promise<void> {
   client.onDidChangeState((e) => {
     if (e.newState === State.Starting) {
       setStatus("$(loading~spin) steercode", "steercode: starting");
+    } else if (e.newState === State.Running && client) {
+      pollReady(client); // also after an automatic restart: report loading, then ready
     }
   });
   setStatus("$(loading~spin) steercode", "steercode: loading the model");

@@ -182,6 +182,40 @@ try {
   check("no stale suggestion after fast typing", !stale && curLine.trimStart().startsWith(typed), {
     ghost: ghosts, line: curLine, served_for_final_position: forFinal.length, requests_served: served.length,
   });
+
+  // the server dies: the extension restarts it, the status bar comes back to ready, and
+  // suggestions appear again
+  const serverPids = () => {
+    try {
+      return execFileSync("pgrep", ["-f", serverLog]).toString().trim().split(/\s+/).filter(Boolean);
+    } catch {
+      return [];
+    }
+  };
+  const before = serverPids();
+  for (const pid of before) {
+    try { process.kill(+pid, "SIGKILL"); } catch {}
+  }
+  await sleep(1500);
+  let readyAgain = false;
+  for (let i = 0; i < 240 && !readyAgain; i++) {
+    const label = (await item.first().getAttribute("aria-label").catch(() => "")) ?? "";
+    readyAgain = /model ready|ms/.test(label) && serverPids().some((p) => !before.includes(p));
+    if (!readyAgain) await sleep(500);
+  }
+  const after = serverPids();
+  await page.keyboard.press("End");
+  await page.keyboard.press("Enter");
+  await page.keyboard.type("x = fib", { delay: 120 });
+  let ghostAgain = "";
+  try {
+    await page.waitForSelector(GHOST, { timeout: 60000 });
+    ghostAgain = (await page.locator(GHOST).allInnerTexts()).join("");
+  } catch {}
+  await page.screenshot({ path: path.join(ARTIFACTS, "vscode-after-restart.png") });
+  check("server restarted after it died", before.length > 0 && readyAgain && ghostAgain.trim().length > 0, {
+    killed: before, running: after, ghost: ghostAgain,
+  });
   exitCode = Object.values(results.checks).every((c) => c.ok) ? 0 : 1;
 } catch (err) {
   check("no exception", false, String(err && err.stack ? err.stack : err));
