@@ -94,16 +94,20 @@ def _byte_to_char(text: str, data: bytes) -> Callable[[int], int]:
     return conv
 
 
-def member_sites(path: str, text: str) -> list[Site]:
+def _nodes(text: str, node_type: str):
+    """The tree-sitter nodes of ``node_type`` in Python ``text``, with a byte -> code point
+    converter for their offsets (no nodes when the text does not parse)."""
     parsed = parse(text, "python")
     if parsed is None:
-        return []
+        return [], None
     tree, data = parsed
-    conv = _byte_to_char(text, data)
+    return [n for n in _walk(tree.root_node) if n.type == node_type], _byte_to_char(text, data)
+
+
+def member_sites(path: str, text: str) -> list[Site]:
+    nodes, conv = _nodes(text, "attribute")
     sites = []
-    for n in _walk(tree.root_node):
-        if n.type != "attribute":
-            continue
+    for n in nodes:
         attr = n.child_by_field_name("attribute")
         if attr is None or attr.type != "identifier":
             continue
@@ -119,15 +123,9 @@ def member_sites(path: str, text: str) -> list[Site]:
 
 
 def call_sites(path: str, text: str) -> list[Site]:
-    parsed = parse(text, "python")
-    if parsed is None:
-        return []
-    tree, data = parsed
-    conv = _byte_to_char(text, data)
+    nodes, conv = _nodes(text, "call")
     sites = []
-    for n in _walk(tree.root_node):
-        if n.type != "call":
-            continue
+    for n in nodes:
         args = n.child_by_field_name("arguments")
         if args is None or args.type != "argument_list" or args.start_point[0] != args.end_point[0]:
             continue

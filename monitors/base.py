@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -314,6 +314,39 @@ class AnalysisRunner:
         if time.monotonic() >= deadline:
             return TIMEOUT
         return Pending(fut, deadline)
+
+    def analyse(
+        self,
+        key: Hashable,
+        job: tuple,
+        semantic_key: Callable[[], str | None],
+        deadlines: dict[Hashable, float],
+        timeout_s: float,
+        stats: MonitorStats,
+    ) -> Any:
+        """``resolve`` as monitors use it: a miss first tries the semantic cache (analyses that
+        must agree whatever else the document says, under ``semantic_key()``), and ``stats`` record
+        semantic hits, analyses with their time, and timeouts. The result, TIMEOUT, or a Pending.
+        """
+        fresh = self.cached(key) is TIMEOUT
+        skey = semantic_key() if fresh else None
+        if skey is not None:
+            hit = self.cached(("semantic", skey))
+            if hit is not TIMEOUT:
+                self.put(key, hit)
+                stats.semantic_hits += 1
+                fresh = False
+        aliases = (("semantic", skey),) if skey is not None else ()
+        result = self.resolve(key, job, deadlines, timeout_s, aliases)
+        if isinstance(result, Pending):
+            return result
+        if result is TIMEOUT:
+            stats.timeouts += 1
+        elif fresh or key in deadlines:
+            stats.analyses += 1
+            started = deadlines.get(key, time.monotonic() + timeout_s) - timeout_s
+            stats.analysis_ms.append((time.monotonic() - started) * 1000)
+        return result
 
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:

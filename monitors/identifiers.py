@@ -98,34 +98,17 @@ class IdentifierSession:
             self._legal[key] = self._shared[shared]
             return self._legal[key]
         before = self._before(full, s)
-        rkey = self._rkey(before)
-        fresh = self.runner.cached(rkey) is TIMEOUT
-        if fresh:
-            skey = self.semantic_key(before)
-            if skey is not None:
-                hit = self.runner.cached(("semantic", skey))
-                if hit is not TIMEOUT:
-                    self.runner.put(rkey, hit)
-                    self.stats.semantic_hits += 1
-                    fresh = False
-        else:
-            skey = None
-        aliases = (("semantic", skey),) if skey is not None else ()
-        result = self.runner.resolve(rkey, self.job(before), self._deadlines, self.timeout_s, aliases)
+        result = self.runner.analyse(self._rkey(before), self.job(before), lambda: self.semantic_key(before),
+                                     self._deadlines, self.timeout_s, self.stats)
         if isinstance(result, Pending):
             return result
         if key not in self._counted:
             self._counted.add(key)
             self.stats.triggers += 1
         if result is TIMEOUT:
-            self.stats.timeouts += 1
             log.info("%s: analysis took longer than %.0f ms; no opinion here", self.name, self.timeout_s * 1000)
             legal = None
         else:
-            if fresh or rkey in self._deadlines:
-                self.stats.analyses += 1
-                started = self._deadlines.get(rkey, time.monotonic() + self.timeout_s) - self.timeout_s
-                self.stats.analysis_ms.append((time.monotonic() - started) * 1000)
             legal = NameSet(result) if result else None
         self._legal[key] = legal
         if shared is not None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .base import AnalysisRunner, MonitorContext, NameSet, Rewind
 from .identifiers import IdentifierSession
-from .syntax import canonical_language, cursor_syntax
-from .textscan import code_state, is_word, line_start, word_before
+from .syntax import canonical_language, cursor_in_code
+from .textscan import after_member_dot, code_state, is_word, line_start
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,7 @@ class LspMembersSession(IdentifierSession):
         self._bindings: dict[str, NameSet] = {}
 
     def in_context(self, full: str, s: int) -> bool:
-        if s == 0 or full[s - 1] != ".":
-            return False
-        if s >= 2 and full[s - 2] == ".":  # spread / range
-            return False
-        w, _ = word_before(full, s - 1)
-        if w and w[0].isdigit():
-            return False
-        if s >= 2 and not (is_word(full[s - 2]) or full[s - 2] in ")]}\"'`?$"):
+        if not after_member_dot(full, s, ")]}\"'`?$"):  # not a spread / range / number either
             return False
         if code_state(full, s, python=False) != "code":
             return False
@@ -164,8 +157,7 @@ class LspMembersMonitor:
     def start(self, ctx: MonitorContext):
         if _language_key(ctx.language) is None:
             return None
-        syn = cursor_syntax(ctx.text, ctx.offset, ctx.language)
-        if syn is not None and (syn.in_string or syn.in_comment):
+        if not cursor_in_code(ctx.text, ctx.offset, ctx.language):
             return None
         session = LspMembersSession(ctx, self.runner, self.timeout_s)
         session.prefetch()

@@ -22,6 +22,7 @@ __all__ = [
     "bracket_depth",
     "byte_to_offset",
     "canonical_language",
+    "cursor_in_code",
     "cursor_syntax",
     "language_for_path",
     "offset_to_byte",
@@ -219,6 +220,12 @@ def cursor_syntax(text: str, offset: int, language: str | None) -> CursorSyntax 
     depth = bracket_depth(text, offset, canonical_language(language))
     return CursorSyntax(in_string=in_string, in_comment=in_comment, open_brackets=depth, has_error=root.has_error)
 
+
+
+def cursor_in_code(text: str, offset: int, language: str | None) -> bool:
+    """Is ``offset`` in code (not in a string or comment)? True when the language has no grammar."""
+    syn = cursor_syntax(text, offset, language)
+    return syn is None or not (syn.in_string or syn.in_comment)
 
 def _line_comment_open(data: bytes, node, b: int) -> bool:
     # a line comment runs to the end of its line: the cursor at its end is still inside it

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 __all__ = [
+    "after_member_dot",
     "code_state",
     "identifiers_from",
     "is_word",
     "line_start",
     "prev_significant",
+    "string_open",
+    "string_step",
     "trailing_word_start",
 ]
 
@@ -53,6 +56,21 @@ def identifiers_from(text: str, start: int) -> Iterator[tuple[int, int]]:
             i += 1
 
 
+def string_open(text: str, i: int, *, triple: bool = True) -> str:
+    """The quote that opens a string literal at ``text[i]`` (``\"\"\"`` / ``'''`` when ``triple``)."""
+    return text[i : i + 3] if triple and text[i : i + 3] in ('"""', "'''") else text[i]
+
+
+def string_step(text: str, i: int, quote: str) -> tuple[int, str | None]:
+    """One step through a string literal opened by ``quote``, at ``text[i]``: the next index, and
+    the quote still open (None once this step closed it). Backslash escapes skip a character."""
+    if text[i] == "\\":
+        return i + 2, quote
+    if text.startswith(quote, i):
+        return i + len(quote), None
+    return i + 1, quote
+
+
 def code_state(text: str, pos: int, *, python: bool = True) -> str:
     """'code', 'string' or 'comment' at ``pos``, scanning the line that holds it.
 
@@ -64,19 +82,12 @@ def code_state(text: str, pos: int, *, python: bool = True) -> str:
     while i < pos:
         ch = text[i]
         if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-            i += 1
+            i, quote = string_step(text, i, quote)
             continue
         if (python and ch == "#") or (not python and text.startswith("//", i)):
             return "comment"
         if ch in "\"'" or (not python and ch == "`"):
-            quote = text[i : i + 3] if python and text[i : i + 3] in ('"""', "'''") else ch
+            quote = string_open(text, i, triple=python)
             i += len(quote)
             continue
         i += 1
@@ -100,3 +111,17 @@ def word_before(text: str, pos: int) -> tuple[str, int]:
         return "", pos
     start = trailing_word_start(text, i + 1)
     return text[start : i + 1], start
+
+
+def after_member_dot(full: str, s: int, closers: str) -> bool:
+    """Is ``full[s]`` right after the ``.`` of a member access? Not ``..`` / ``...``, not the dot
+    of a number (``1.5``), and the character before the dot ends an expression: an identifier
+    character or one of ``closers`` (brackets, quotes)."""
+    if s == 0 or full[s - 1] != ".":
+        return False
+    if s >= 2 and full[s - 2] == ".":
+        return False
+    w, _ = word_before(full, s - 1)
+    if w and w[0].isdigit():
+        return False
+    return s < 2 or is_word(full[s - 2]) or full[s - 2] in closers

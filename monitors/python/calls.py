@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..base import TIMEOUT, AnalysisRunner, MonitorContext, MonitorStats, Pending
-from ..textscan import is_word, prev_significant, word_before
+from ..textscan import is_word, prev_significant, string_open, string_step, word_before
 from .jedi_analysis import (
     KEYWORD_ONLY,
     POSITIONAL_ONLY,
@@ -78,17 +78,10 @@ def parse_args(args_text: str) -> list[Arg]:
     while i < n:
         ch = args_text[i]
         if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if args_text.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-            i += 1
+            i, quote = string_step(args_text, i, quote)
             continue
         if ch in "\"'":
-            quote = args_text[i : i + 3] if args_text[i : i + 3] in ('"""', "'''") else ch
+            quote = string_open(args_text, i)
             i += len(quote)
             continue
         if ch == "#":
@@ -178,17 +171,10 @@ def _scan(text: str, start: int, end: int, frames: list[_Frame], quote: str | No
     while i < end:
         ch = text[i]
         if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-            i += 1
+            i, quote = string_step(text, i, quote)
             continue
         if ch in "\"'":
-            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else ch
+            quote = string_open(text, i)
             i += len(quote)
             continue
         if ch == "#":
@@ -271,27 +257,13 @@ class CallsSession:
         if key in self._sigs:
             return self._sigs[key]
         before = self.ctx.base[: self.shift] + full[: paren + 1]
-        rkey = self._rkey(before)
-        fresh = self.runner.cached(rkey) is TIMEOUT
-        skey = self._semantic(before) if fresh else None
-        if skey is not None:
-            hit = self.runner.cached(("semantic", skey))
-            if hit is not TIMEOUT:
-                self.runner.put(rkey, hit)
-                self.stats.semantic_hits += 1
-                fresh = False
-        aliases = (("semantic", skey),) if skey is not None else ()
-        res = self.runner.resolve(rkey, ("py-signatures", before, self.after, self.ctx.path), self._deadlines, self.timeout_s, aliases)
+        res = self.runner.analyse(self._rkey(before), ("py-signatures", before, self.after, self.ctx.path),
+                                  lambda: self._semantic(before), self._deadlines, self.timeout_s, self.stats)
         if isinstance(res, Pending):
             return res
         self.stats.triggers += 1
         if res is TIMEOUT:
-            self.stats.timeouts += 1
             res = None
-        elif fresh or rkey in self._deadlines:
-            self.stats.analyses += 1
-            started = self._deadlines.get(rkey, time.monotonic() + self.timeout_s) - self.timeout_s
-            self.stats.analysis_ms.append((time.monotonic() - started) * 1000)
         self._sigs[key] = res
         return res
 
@@ -369,10 +341,9 @@ class CallsMonitor:
     def start(self, ctx: MonitorContext):
         if ctx.language != "python":
             return None
-        from ..syntax import cursor_syntax
+        from ..syntax import cursor_in_code
 
-        syn = cursor_syntax(ctx.text, ctx.offset, ctx.language)
-        if syn is not None and (syn.in_string or syn.in_comment):
+        if not cursor_in_code(ctx.text, ctx.offset, ctx.language):
             return None
         session = CallsSession(ctx, self.runner, self.timeout_s)
         session.prefetch()

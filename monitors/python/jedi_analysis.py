@@ -112,6 +112,14 @@ def _end_position(code_before: str) -> tuple[int, int]:
     return line, col
 
 
+def _signatures(sigs) -> tuple[Signature, ...] | None:
+    """jedi signatures as plain data; None when there are none."""
+    return tuple(
+        Signature(name=s.name, params=tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in s.params))
+        for s in sigs
+    ) or None
+
+
 def _has_default(description: str) -> bool:
     # jedi describes parameters as "param name", "param name=1", "param name: T=..."
     rest = description.split(":", 1)[1] if ":" in description else description
@@ -204,6 +212,22 @@ class JediAnalyzer:
                 parts.append((v.type, fn, mp))
         return tuple(sorted(parts, key=repr)) if parts else None
 
+    def _expression_type_key(self, script, before: str, after: str, path: str | None):
+        """The type key (see ``_type_key``) of the expression that ends just before the last
+        character of ``before`` (the ``.`` or ``(`` being analysed); None when unknown."""
+        line, col = _end_position(before)
+        if col < 2:
+            return None
+        try:
+            return self._type_key(script.infer(line, col - 1), before + after, path, len(before))
+        except Exception:
+            return None
+
+    def _store_type(self, key, value) -> None:
+        if len(self._type_cache) > 2048:
+            self._type_cache.clear()
+        self._type_cache[key] = value
+
     # ---- queries (code = text before the position + "\n" + what follows the cursor line) ----
     def completions(self, before: str, after: str, path: str | None) -> list:
         line, col = _end_position(before)
@@ -219,12 +243,7 @@ class JediAnalyzer:
         dot = _digest(before, after)
         with self._lock:
             script = self._script(before + after, path)
-            key = None
-            if col >= 2:
-                try:
-                    key = self._type_key(script.infer(line, col - 1), before + after, path, len(before))
-                except Exception:
-                    key = None
+            key = self._expression_type_key(script, before, after, path)
             _remember(self._dot_types, dot, key)
             if key is not None and key in self._type_cache:
                 self.type_hits += 1
@@ -234,9 +253,7 @@ class JediAnalyzer:
         names = frozenset(c.name for c in comps if c.type != "keyword")
         result = None if (not names or "__getattr__" in names) else names  # unknown / dynamic: no opinion
         if key is not None and result is not None:  # never cache "unknown" under a type
-            if len(self._type_cache) > 2048:
-                self._type_cache.clear()
-            self._type_cache[key] = result
+            self._store_type(key, result)
         return result
 
     def import_names(self, before: str, after: str, path: str | None) -> frozenset[str] | None:
@@ -263,26 +280,13 @@ class JediAnalyzer:
             if fast is not _MISSING:
                 return fast
             script = self._script(before + after, path)
-            key = None
-            if col >= 2:
-                try:
-                    key = self._type_key(script.infer(line, col - 1), before + after, path, len(before))
-                except Exception:
-                    key = None
+            key = self._expression_type_key(script, before, after, path)
             if key is not None and ("sig", key) in self._type_cache:
                 self.type_hits += 1
                 return self._type_cache[("sig", key)]
-            sigs = script.get_signatures(line, col)
-            out = tuple(
-                Signature(
-                    name=s.name,
-                    params=tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in s.params),
-                )
-                for s in sigs
-            )
-        result = out or None
+            result = _signatures(script.get_signatures(line, col))
         if key is not None and result is not None:
-            self._type_cache[("sig", key)] = result
+            self._store_type(("sig", key), result)
         return result
 
     def _member_call_signatures(self, before: str, after: str):
@@ -301,12 +305,9 @@ class JediAnalyzer:
         comp = self._dot_completions.get(dot, {}).get(name)
         if comp is None:
             return _MISSING
-        out = tuple(
-            Signature(name=s.name, params=tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in s.params))
-            for s in comp.get_signatures()
-        ) or None
+        out = _signatures(comp.get_signatures())
         if tkey is not None and out is not None:
-            self._type_cache[("sigm", tkey, name)] = out
+            self._store_type(("sigm", tkey, name), out)
         return out
 
     def warm_up(self) -> None:

@@ -10,8 +10,16 @@ import numpy as np
 
 from ..base import TIMEOUT, AnalysisRunner, MonitorContext, NameSet, Rewind
 from ..identifiers import IdentifierSession
-from ..syntax import bracket_depth
-from ..textscan import code_state, is_word, line_start, prev_significant, trailing_word_start, word_before
+from ..syntax import bracket_depth, cursor_in_code
+from ..textscan import (
+    after_member_dot,
+    code_state,
+    is_word,
+    line_start,
+    prev_significant,
+    trailing_word_start,
+    word_before,
+)
 from .jedi_analysis import MODULE_DUNDERS, PY_KEYWORDS
 from .semantic_keys import member_key
 
@@ -27,13 +35,6 @@ def _is_import_line(full: str, s: int) -> bool:
     return bool(_IMPORT_LINE.match(full, ls))
 
 
-def _cursor_in_code(ctx: MonitorContext) -> bool:
-    from ..syntax import cursor_syntax
-
-    syn = cursor_syntax(ctx.text, ctx.offset, ctx.language)
-    return syn is None or not (syn.in_string or syn.in_comment)
-
-
 class _JediMonitor:
     session_cls: type[IdentifierSession]
     name = "jedi"
@@ -44,7 +45,7 @@ class _JediMonitor:
         self.timeout_s = timeout_ms / 1000
 
     def start(self, ctx: MonitorContext):
-        if ctx.language != "python" or not _cursor_in_code(ctx):
+        if ctx.language != "python" or not cursor_in_code(ctx.text, ctx.offset, ctx.language):
             return None
         session = self.session_cls(ctx, self.runner, self.timeout_s)
         if not self.accepts(ctx, session):
@@ -69,15 +70,7 @@ class MembersSession(IdentifierSession):
         self._bindings: dict[str, NameSet] = {}
 
     def in_context(self, full: str, s: int) -> bool:
-        if s == 0 or full[s - 1] != ".":
-            return False
-        if s >= 2 and full[s - 2] == ".":  # "..." / ".."
-            return False
-        # "1.5" is a float, not an attribute
-        w, ws = word_before(full, s - 1)
-        if w and w[0].isdigit():
-            return False
-        if s >= 2 and not (is_word(full[s - 2]) or full[s - 2] in ")]}\"'"):
+        if not after_member_dot(full, s, ")]}\"'"):  # not "..." nor the dot of "1.5" either
             return False
         if code_state(full, s) != "code":
             return False

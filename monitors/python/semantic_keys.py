@@ -27,14 +27,21 @@ _IMPORT = re.compile(r"^[ \t]*(?:import\s+[^\n]+|from\s+\S+\s+import\s+(?:\([^)]
 
 def dotted_expression(before: str) -> str | None:
     """The plain dotted name right before the trailing '.' of ``before`` (``self.a`` in ``self.a.``)."""
+    m = _plain_tail(before, _DOTTED_TAIL)
+    return m.group(1) if m else None
+
+
+def _plain_tail(before: str, pattern: re.Pattern[str]) -> re.Match[str] | None:
+    """``pattern``'s match at the end of ``before``, unless it is part of a longer expression
+    (a call result, a subscript, a string's method ...)."""
     tail = before[-300:]
-    m = _DOTTED_TAIL.search(tail)
+    m = pattern.search(tail)
     if not m:
         return None
     start = len(tail) - len(m.group(0))
     if start > 0 and tail[start - 1] in ".)]}\"'":
-        return None  # part of a longer expression (a call result, a subscript ...)
-    return m.group(1)
+        return None
+    return m
 
 
 def _indent(line: str) -> int:
@@ -196,12 +203,8 @@ def signature_key(path: str | None, before: str, after: str) -> str | None:
     """A key such that equal keys give equal jedi signatures for the call whose '(' ends ``before``."""
     import builtins
 
-    tail = before[-300:]
-    m = _CALLEE.search(tail)
+    m = _plain_tail(before, _CALLEE)
     if not m:
-        return None
-    start = len(tail) - len(m.group(0))
-    if start > 0 and tail[start - 1] in ".)]}\"'":
         return None
     callee = m.group(1)
     code = before + after
