@@ -1,8 +1,8 @@
 """Draft proposers for speculative decoding: each is ``__call__(tokens) -> proposed tokens``.
 
 * ``PromptLookupDrafter``: find the most recent earlier occurrence of the last n tokens (n from
-  ``max_ngram`` down to ``min_ngram``) in the context -- the prompt, the text after the cursor,
-  other open documents -- and propose what followed it. Code repeats itself; this is free.
+  ``max_ngram`` down to ``min_ngram``) in the context -- the prompt and any extra token streams
+  (the engine gives it the text after the cursor) -- and propose what followed it. Code repeats itself; this is free.
 * ``RecycledDrafter``: Token Recycling. The decoder already computes the best next token after
   every token it evaluates; the table keeps each token's latest such successor and a draft
   follows the chain from the last token.
@@ -28,7 +28,7 @@ class PromptLookupDrafter:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
         self.max_draft = max_draft
-        self.extra: list[np.ndarray] = []  # other token streams (the suffix, open documents)
+        self.extra: list[np.ndarray] = []  # other token streams (the engine passes the text after the cursor)
         self.last_source = ""
 
     def set_extra(self, streams: Sequence[Sequence[int]]) -> None:

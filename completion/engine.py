@@ -42,6 +42,11 @@ __all__ = ["Completion", "CompletionRequest", "Engine", "EngineNotReady", "Model
 ProgressFn = Callable[[str, int], None]
 
 
+def _prompt_budget(s: Settings, n_ctx: int) -> int:
+    """Tokens of text before the cursor the prompt may hold (room left for generation)."""
+    return min(s.context_tokens, n_ctx - s.max_tokens - 64)
+
+
 def _cache_config(s: Settings, mode) -> tuple:
     """Everything besides the text that a cached suggestion depends on."""
     return (s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
@@ -379,7 +384,7 @@ class Engine:
         prompt = m.builder.build(
             req.text,
             req.offset,
-            budget=min(s.context_tokens, m.backend.n_ctx - s.max_tokens - 64),
+            budget=_prompt_budget(s, m.backend.n_ctx),
             suffix_budget=s.suffix_tokens if m.template else 0,
             path=req.path,
         )
@@ -503,7 +508,7 @@ class Engine:
         m = self._model
         if m is None:
             raise EngineNotReady("the model is not loaded")
-        p = m.builder.build(text, offset, budget=min(self.settings.context_tokens, m.backend.n_ctx - self.settings.max_tokens - 64))
+        p = m.builder.build(text, offset, budget=_prompt_budget(self.settings, m.backend.n_ctx))
         return text[p.window_start : offset]
 
     # ---- background work -------------------------------------------------------------------
