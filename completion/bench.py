@@ -293,7 +293,8 @@ def decode_sites(paths: Sequence[str], n: int, seed: int) -> list[tuple[str, str
 
 
 def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settings: Settings | None = None,
-                 progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                 related: Sequence[str] = (), progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Drafting off and on at the same sites; ``related`` are texts of other open documents."""
     settings = settings or Settings()
     opts = {"line_mode": "multi", "max_lines": 8, "max_tokens": 96, "cache": False, "first_line_fast": False,
             "prefetch": False}
@@ -306,13 +307,14 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
         doc = text[:off] + text[text.find("\n", off) if text.find("\n", off) >= 0 else len(text):]
         for mode in ("off", "on"):
             c = engine.complete(CompletionRequest(text=doc, offset=off, language=_lang(p), path=p,
-                                                  options={"drafting": mode == "on"}))
+                                                  options={"drafting": mode == "on"}, related=tuple(related)))
             res[mode].append((c.insert_text, c.stats))
             if mode == "off":
                 raw_ms.append(engine.raw_replay_ms())
         progress(f"{k + 1}/{len(chosen)} sites")
     engine.close()
-    report: dict[str, Any] = {"task": "decode", "files": list(paths), "sites": len(chosen), "modes": {}}
+    report: dict[str, Any] = {"task": "decode", "files": list(paths), "related_documents": len(related),
+                              "sites": len(chosen), "modes": {}}
     for mode, rows in res.items():
         gen = sum(s["generated_tokens"] for _, s in rows)
         ms = sum(s["decode_ms"] for _, s in rows)
@@ -325,6 +327,10 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
             "drafted_tokens": drafted,
             "accepted_draft_tokens": acc,
             "draft_acceptance": round(acc / drafted, 4) if drafted else 0.0,
+            "accepted_by_source": {
+                src: sum(s["accepted_by_source"].get(src, 0) for _, s in rows)
+                for src in sorted({k for _, s in rows for k in s["accepted_by_source"]})
+            },
         }
     report["speedup"] = round(report["modes"]["on"]["tokens_per_s"] / max(report["modes"]["off"]["tokens_per_s"], 1e-9), 3)
     report["identical_outputs"] = all(a[0] == b[0] for a, b in zip(res["off"], res["on"], strict=False))

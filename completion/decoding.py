@@ -102,6 +102,7 @@ class DecodeStats:
     eval_calls: int = 0
     drafted_tokens: int = 0
     accepted_draft_tokens: int = 0
+    accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted drafted tokens per drafter source
     interventions: dict[str, int] = field(default_factory=dict)  # tokens changed, per constraint
     constraint_errors: list[str] = field(default_factory=list)
     stop_reason: str = ""
@@ -122,6 +123,7 @@ class DecodeStats:
             "eval_calls": self.eval_calls,
             "drafted_tokens": self.drafted_tokens,
             "accepted_draft_tokens": self.accepted_draft_tokens,
+            "accepted_by_source": dict(self.accepted_by_source),
             "interventions": dict(self.interventions),
             "constraint_errors": list(self.constraint_errors),
             "stop_reason": self.stop_reason,
@@ -425,10 +427,10 @@ class Decoder:
                 except Exception as exc:
                     self._disable(con, active, stats, exc)
                     continue
-                if r is False or (isinstance(r, (bool, np.bool_)) and not r):
-                    failed = step
-                elif not (r is True or isinstance(r, (bool, np.bool_))):
+                if hasattr(r, "done"):
                     keep.append((step, con, r, tok))  # a new analysis started: keep waiting
+                elif not r:  # False, or a Rewind (a rejection too; the next check there rewinds)
+                    failed = step
             checkpoints[:] = keep
             return failed
 
@@ -528,6 +530,8 @@ class Decoder:
                 stats.accepted_draft_tokens += 1
                 if batch:
                     batch["accepted"] += 1
+                    o = batch["source"]
+                    stats.accepted_by_source[o] = stats.accepted_by_source.get(o, 0) + 1
             elif rows:
                 rows, draft, row_inputs = [], [], []
                 be.truncate(n_prompt + len(toks) - 1)

@@ -2,7 +2,8 @@
 
 * ``PromptLookupDrafter``: find the most recent earlier occurrence of the last n tokens (n from
   ``max_ngram`` down to ``min_ngram``) in the context -- the prompt and any extra token streams
-  (the engine gives it the text after the cursor) -- and propose what followed it. Code repeats itself; this is free.
+  (the engine gives it the text after the cursor and the other open documents) -- and propose
+  what followed it. Code repeats itself; this is free.
 * ``RecycledDrafter``: Token Recycling. The decoder already computes the best next token after
   every token it evaluates; the table keeps each token's latest such successor and a draft
   follows the chain from the last token.
@@ -28,12 +29,18 @@ class PromptLookupDrafter:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
         self.max_draft = max_draft
-        self.extra: list[np.ndarray] = []  # other token streams (the engine passes the text after the cursor)
-        self.last_source = ""
+        self.extra: list[np.ndarray] = []  # other token streams (text after the cursor, other documents)
+        self.extra_names: list[str] = []
+        self.last_source = ""  # where the last draft came from: "prompt" or the extra stream's name
 
-    def set_extra(self, streams: Sequence[Sequence[int]]) -> None:
-        """Token streams to search besides the context (e.g. the text after the cursor)."""
-        self.extra = [np.asarray(s, dtype=np.int32) for s in streams if len(s)]
+    def set_extra(self, streams: Sequence[Sequence[int]], names: Sequence[str] | None = None) -> None:
+        """Token streams to search besides the context, in order (e.g. the text after the cursor)."""
+        names = list(names) if names is not None else ["extra"] * len(streams)
+        if len(names) != len(streams):
+            raise ValueError(f"{len(streams)} streams but {len(names)} names")
+        kept = [(np.asarray(s, dtype=np.int32), n) for s, n in zip(streams, names, strict=True) if len(s)]
+        self.extra = [s for s, _ in kept]
+        self.extra_names = [n for _, n in kept]
 
     @staticmethod
     def _find(hay: np.ndarray, needle: np.ndarray, exclude_tail: bool) -> int:
@@ -56,12 +63,12 @@ class PromptLookupDrafter:
             needle = ctx[-n:]
             at = self._find(ctx, needle, exclude_tail=True)
             if at >= 0:
-                self.last_source = "context"
+                self.last_source = "prompt"
                 return ctx[at : at + self.max_draft].tolist()
-            for stream in self.extra:
+            for stream, name in zip(self.extra, self.extra_names, strict=True):
                 at = self._find(stream, needle, exclude_tail=False)
                 if at >= 0:
-                    self.last_source = "extra"
+                    self.last_source = name
                     return stream[at : at + self.max_draft].tolist()
         self.last_source = ""
         return []
@@ -98,12 +105,12 @@ class CombinedDrafter:
     def __init__(self, lookup: PromptLookupDrafter, recycled: RecycledDrafter | None) -> None:
         self.lookup = lookup
         self.recycled = recycled
-        self.last_source = ""
+        self.last_source = ""  # "prompt", an extra stream's name, "recycled": acceptance is measured per source
 
     def __call__(self, tokens: Sequence[int]) -> list[int]:
         d = self.lookup(tokens)
         if d:
-            self.last_source = "lookup"
+            self.last_source = self.lookup.last_source
             return d
         if self.recycled is not None:
             d = self.recycled(tokens)
@@ -122,10 +129,11 @@ class DraftPolicy:
     rows (exponential averages per row count; llama.cpp's cost per row is far from linear).
     """
 
-    #: before anything is measured: an n-gram found in the context is usually copied verbatim
-    PRIORS = {"lookup": 0.9, "recycled": 0.3}
+    #: before anything is measured: an n-gram found in the prompt, the text after the cursor or
+    #: another document is usually copied verbatim (``prior_accept``); a recycled chain less so
+    PRIORS = {"recycled": 0.3}
 
-    def __init__(self, max_draft: int = 6, prior_accept: float = 0.6) -> None:
+    def __init__(self, max_draft: int = 6, prior_accept: float = 0.9) -> None:
         self.max_draft = max_draft
         self.accept: dict[str, float] = {}
         self.prior = prior_accept

@@ -14,9 +14,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from monitors.base import MonitorContext
 from monitors.suite import MonitorSuite
@@ -124,10 +127,15 @@ class CompletionRequest:
     path: str | None = None
     trigger: str = "invoked"  # "invoked" | "automatic"
     options: Mapping[str, Any] = field(default_factory=dict)  # per-request setting overrides
+    #: texts of other open documents, most relevant first: the prompt-lookup drafter searches them
+    related: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise ValueError("text must be a string")
+        if not isinstance(self.related, tuple | list) or not all(isinstance(t, str) for t in self.related):
+            raise ValueError("related must be a list of document texts (strings)")
+        object.__setattr__(self, "related", tuple(self.related))
         if isinstance(self.offset, bool) or not isinstance(self.offset, int) or not 0 <= self.offset <= len(self.text):
             raise ValueError(f"offset {self.offset!r} is outside the document (length {len(self.text)})")
         if self.trigger not in ("invoked", "automatic"):
@@ -177,6 +185,7 @@ class Engine:
         self._last_shown: tuple | None = None
         self._recycled: RecycledDrafter | None = None
         self._draft_policy = DraftPolicy()
+        self._related_tokens: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()  # text key -> tokens
         self.last_decode: tuple[list[int], list[int]] = ([], [])
         self.root: str | None = None  # project root for static analysis (the LSP workspace)
 
@@ -584,11 +593,35 @@ class Engine:
     def _drafter(self, req: CompletionRequest, m: _Model, prompt) -> CombinedDrafter:
         lookup = PromptLookupDrafter(max_draft=8)
         tail = req.text[req.offset : req.offset + 4000]
-        if tail.strip():
-            lookup.set_extra([m.backend.tokenize(tail)])
+        streams = [m.backend.tokenize(tail)] if tail.strip() else []
+        names = ["after_cursor"] * len(streams)
+        related = self._related_streams(req.related, m)
+        lookup.set_extra(streams + related, names + ["other_documents"] * len(related))
         if self._recycled is None or len(self._recycled.next) != m.backend.n_vocab:
             self._recycled = RecycledDrafter(m.backend.n_vocab)
         return CombinedDrafter(lookup, self._recycled)
+
+    #: other open documents the drafter searches: at most this many, each cut to this many characters
+    RELATED_DOCS = 4
+    RELATED_CHARS = 32_000
+
+    def _related_streams(self, texts: Sequence[str], m: _Model) -> list[np.ndarray]:
+        """Token streams of other open documents, tokenized once per document version (LRU)."""
+        out = []
+        for text in texts[: self.RELATED_DOCS]:
+            if not text.strip():
+                continue
+            key = (len(text), hash(text))
+            toks = self._related_tokens.get(key)
+            if toks is None:
+                toks = np.asarray(m.backend.tokenize(text[: self.RELATED_CHARS]), dtype=np.int32)
+                self._related_tokens[key] = toks
+                while len(self._related_tokens) > 4 * self.RELATED_DOCS:
+                    self._related_tokens.popitem(last=False)
+            else:
+                self._related_tokens.move_to_end(key)
+            out.append(toks)
+        return out
 
     def complete_text(
         self, text: str, offset: int | None = None, *, language: str = "python", path: str | None = None,

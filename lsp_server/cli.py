@@ -126,6 +126,25 @@ def _read_text(path: str) -> str:
         ) from None
 
 
+def _related_texts(value: Any) -> tuple[str, ...]:
+    """``related``: other documents for the drafter -- file paths, or objects with "text" or "path"."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError("'related' must be a list of file paths or {\"text\": ...} objects")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            out.append(item["text"])
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            out.append(_read_text(item["path"]))
+        elif isinstance(item, str):
+            out.append(_read_text(item))
+        else:
+            raise ValueError(f"'related'[{i}] must be a file path or an object with \"text\" or \"path\"")
+    return tuple(out)
+
+
 def _completion_json(text: str, comp) -> dict[str, Any]:
     from completion.document import offset_to_position
 
@@ -149,8 +168,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
     try:
         text = _read_text(args.file)
         offset = position_to_offset(text, args.line, args.character, clamp_character=False)
+        related = _related_texts(args.related)
     except (OSError, ValueError, PositionError) as exc:
-        msg = exc.strerror + f": {args.file}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        msg = exc.strerror + f": {exc.filename or args.file}" if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"steercode: {msg}", file=sys.stderr)
         return 2
     engine = Engine(settings)
@@ -162,7 +182,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
         return 3
     load_ms = (time.perf_counter() - t0) * 1000
     req = CompletionRequest(
-        text=text, offset=offset, language=args.language or language_for_path(args.file), path=args.file
+        text=text, offset=offset, language=args.language or language_for_path(args.file), path=args.file,
+        related=related,
     )
     comp = engine.complete(req)
     runs = [comp.stats]
@@ -203,7 +224,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # stdio (JSON lines)
 
-_REQUEST_FIELDS = {"id", "path", "text", "line", "character", "language", "trigger", "options"}
+_REQUEST_FIELDS = {"id", "path", "text", "line", "character", "language", "trigger", "options", "related"}
 
 
 def _stdio_error(rid: Any, code: str, message: str) -> dict[str, Any]:
@@ -250,6 +271,7 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
             path=path,
             trigger=obj.get("trigger", "invoked"),
             options=options,
+            related=_related_texts(obj.get("related")),
         )
         if not engine.ready:
             if engine.load_error:
@@ -259,7 +281,7 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
     except PositionError as exc:
         return _stdio_error(rid, "invalid_position", str(exc))
     except OSError as exc:
-        return _stdio_error(rid, "io_error", f"{exc.strerror or exc}: {path}")
+        return _stdio_error(rid, "io_error", f"{exc.strerror or exc}: {exc.filename or path}")
     except ModelLoadError as exc:
         return _stdio_error(rid, "model_error", str(exc))
     except (EngineNotReady, Cancelled) as exc:
@@ -354,9 +376,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"{mode:<18}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['mean_ms']:>9}{r['prompt_tokens_per_request']:>11}"
                       f"{r['cache_hits']:>6}{r['match_rate']:>7}{r['partial_match_rate']:>8}{ratio!s:>9}")
         else:
-            report = bench_decode(args.files, sites=args.sites, seed=args.seed, settings=settings, progress=say)
+            report = bench_decode(args.files, sites=args.sites, seed=args.seed, settings=settings,
+                                  related=_related_texts(args.related), progress=say)
             for mode, r in report["modes"].items():
-                print(f"drafting {mode:<4} {r['tokens_per_s']:>8} tok/s  acceptance {r['draft_acceptance']}")
+                by = ", ".join(f"{k} {v}" for k, v in r["accepted_by_source"].items())
+                print(f"drafting {mode:<4} {r['tokens_per_s']:>8} tok/s  acceptance {r['draft_acceptance']}"
+                      + (f"  (accepted: {by})" if by else ""))
             print(f"speedup {report['speedup']}x, identical outputs: {str(report['identical_outputs']).lower()}, "
                   f"decode-loop overhead over raw eval: {report['loop_overhead']}")
     except (OSError, ValueError) as exc:
@@ -504,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON with the range and timings")
     c.add_argument("-v", "--verbose", action="store_true", help="print timings to stderr")
     c.add_argument("--repeat", type=int, default=1, help="run the same completion N times (later runs are warm)")
+    c.add_argument("--related", nargs="+", metavar="FILE", default=None,
+                   help="other files as if open in the editor (the drafter copies from them)")
     c.add_argument("--log-level", default="warning")
     _add_model_args(c)
     c.set_defaults(func=cmd_complete)
@@ -531,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--llama-server", help="typing: a llama-server binary to compare against")
     b.add_argument("--interval-ms", type=float, default=150.0, help="typing: time between keystrokes")
     b.add_argument("--sites", type=int, default=20, help="decode: sites to sample")
+    b.add_argument("--related", nargs="+", metavar="FILE", default=None,
+                   help="decode: other files as if open in the editor (the drafter copies from them)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", metavar="OUT")
     b.add_argument("--log-level", default="warning")

@@ -298,7 +298,8 @@ class SteercodeServer(LanguageServer):
                 self.show_message_log(f"steercode: no suggestion ({reason})", types.MessageType.Warning)
             return None
         language = doc.language_id or language_for_path(doc.path)
-        req = CompletionRequest(text=text, offset=offset, language=language, path=doc.path, trigger=trigger)
+        req = CompletionRequest(text=text, offset=offset, language=language, path=doc.path, trigger=trigger,
+                                related=self._related(uri, language))
 
         def work(token):
             try:
@@ -333,6 +334,14 @@ class SteercodeServer(LanguageServer):
             comp.insert_text[:60],
         )
         return comp, text, encoding
+
+    def _related(self, uri: str, language: str) -> tuple[str, ...]:
+        """Other open documents for the drafter: same language first, the most recently opened first."""
+        others = [d for u, d in self.workspace.text_documents.items() if u != uri]
+        others.reverse()
+        same = [d.source for d in others if (d.language_id or language_for_path(d.path)) == language]
+        rest = [d.source for d in others if (d.language_id or language_for_path(d.path)) != language]
+        return tuple(same + rest)
 
     def client_supports_markdown(self) -> bool:
         try:

@@ -75,6 +75,16 @@ def test_prompt_lookup_searches_the_suffix():
     assert d([1, 2, 5, 6]) == [7, 8, 9]
 
 
+def test_prompt_lookup_names_where_a_draft_came_from():
+    d = PromptLookupDrafter(max_ngram=2, min_ngram=2, max_draft=3)
+    d.set_extra([[1, 1], [5, 6, 7, 8]], ["after_cursor", "other_documents"])
+    assert d([3, 5, 6]) == [7, 8] and d.last_source == "other_documents"
+    assert d([5, 6, 0, 5, 6]) == [0, 5, 6] and d.last_source == "prompt"  # the context comes first
+    assert d([4, 4]) == [] and d.last_source == ""
+    with pytest.raises(ValueError, match="names"):
+        d.set_extra([[1, 2]], ["a", "b"])
+
+
 def test_recycled_follows_successors_without_looping():
     r = RecycledDrafter(16, max_draft=6)
     r.observe(1, 2)
@@ -88,7 +98,7 @@ def test_combined_prefers_lookup():
     r = RecycledDrafter(16)
     r.observe(4, 9)
     c = CombinedDrafter(PromptLookupDrafter(max_ngram=2, min_ngram=2), r)
-    assert c([1, 2, 3, 1, 2]) == [3, 1, 2] and c.last_source == "lookup"
+    assert c([1, 2, 3, 1, 2]) == [3, 1, 2] and c.last_source == "prompt"
     assert c([4]) == [9] and c.last_source == "recycled"
 
 
@@ -96,15 +106,15 @@ def test_policy_adapts_length():
     p = DraftPolicy(max_draft=6)
     for rows, ms in [(1, 12.0), (2, 26.0), (3, 32.0), (4, 39.0), (5, 46.0), (6, 52.0), (7, 51.0)]:
         p.observe_cost(rows, ms)
-    assert p.length("lookup", 6) == 6  # the prior: lookups are usually right
+    assert p.length("prompt", 6) == 6  # the prior: lookups are usually right
     for _ in range(20):
-        p.observe_accept("lookup", 6, 6)  # always right
+        p.observe_accept("prompt", 6, 6)  # always right
         p.observe_accept("recycled", 4, 0)  # always wrong
-    assert p.length("lookup", 6) == 6  # 7 rows cost little more than 6 here
+    assert p.length("prompt", 6) == 6  # 7 rows cost little more than 6 here
     assert p.length("recycled", 6) == 0
     for _ in range(20):
-        p.observe_accept("lookup", 6, 1)  # now mostly wrong
-    assert p.length("lookup", 6) == 0
+        p.observe_accept("prompt", 6, 1)  # now mostly wrong
+    assert p.length("prompt", 6) == 0
 
 
 @pytest.mark.model
@@ -142,3 +152,27 @@ def test_background_work_is_cancelled_by_the_token(engine):
     tok = CancelToken()
     tok.cancel("new request")
     assert engine.run_background(tok) is None
+
+
+@pytest.mark.model
+def test_drafts_come_from_other_open_documents_and_change_nothing(engine):
+    """The prompt-lookup drafter copies from other open documents; the output stays the same."""
+    from completion.engine import CompletionRequest
+
+    text = "import argparse\n\n\ndef parse_args(argv=None):\n"
+    opts = {"monitors": [], "first_line_fast": False, "prefetch": False, "cache": False, "max_tokens": 60}
+
+    def run(related, drafting=True):
+        return engine.complete(CompletionRequest(text=text, offset=len(text), language="python", related=related,
+                                                 options={**opts, "drafting": drafting}))
+
+    plain = run((), drafting=False)
+    assert plain.insert_text.strip()
+    # another open document where this method is written out as the model would write it
+    other = "# cli.py\ndef parse_args(argv=None):\n" + plain.insert_text + "\n"
+    alone = run(())
+    helped = run(("x = 1\n", other))
+    assert alone.insert_text == helped.insert_text == plain.insert_text
+    assert alone.stats["accepted_by_source"].get("other_documents", 0) == 0
+    assert helped.stats["accepted_by_source"].get("other_documents", 0) >= 20, (plain.insert_text, helped.stats)
+    assert helped.stats["eval_calls"] < alone.stats["eval_calls"]

@@ -61,6 +61,7 @@ def test_complete_plain_prints_only_the_suggestion(server_env, tmp_path):
         (["--line", "99", "--character", "0"], "past the end"),
         (["--line", "0", "--character", "500"], "past the end of line"),
         (["--line", "-1", "--character", "0"], "negative"),
+        (["--line", "7", "--character", "4", "--related", "/no/such/other.py"], "No such file or directory: /no/such/other.py"),
     ],
 )
 def test_complete_bad_positions(server_env, args, message):
@@ -104,13 +105,16 @@ def test_stdio_json_lines(server_env):
         {"id": 7, "text": "x = ", "line": 0, "character": 4, "max_tokens": -1},
         {"id": 8, "path": "/no/such/file.py", "line": 0, "character": 0},
         {"id": 9, "text": "def neg(a):\n    return ", "line": 1, "character": 11},
+        {"id": 10, "text": "x = ", "line": 0, "character": 4, "related": "not a list"},
+        {"id": 11, "text": "x = ", "line": 0, "character": 4, "related": ["/no/such/related.py"]},
+        {"id": 12, "text": "x = ", "line": 0, "character": 4, "related": [{"text": "y = 2\n"}, EXAMPLE, {"path": EXAMPLE}]},
     ]
     data = b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
     data += b"\xff\xfe not utf-8\n\n"
     p = run("stdio", input=data, env=server_env)
     assert p.returncode == 0, p.stderr.decode()
     out = [json.loads(line) for line in p.stdout.decode().splitlines()]
-    assert len(out) == 10  # one response per non-blank line, the bad ones included
+    assert len(out) == 13  # one response per non-blank line, the bad ones included
     by_id = {o.get("id"): o for o in out if o.get("id") is not None}
     assert by_id[1]["completion"].strip() and "stats" in by_id[1]
     assert by_id[3]["error"]["code"] == "invalid_position"
@@ -119,6 +123,9 @@ def test_stdio_json_lines(server_env):
     assert "max_tokens" in by_id[7]["error"]["message"]
     assert by_id[8]["error"]["code"] == "io_error"
     assert by_id[9]["completion"].strip()  # still serving after the bad lines
+    assert by_id[10]["error"]["code"] == "invalid_request" and "related" in by_id[10]["error"]["message"]
+    assert by_id[11]["error"]["code"] == "io_error" and "/no/such/related.py" in by_id[11]["error"]["message"]
+    assert "completion" in by_id[12]
     anonymous = [o for o in out if o.get("id") is None]
     codes = sorted(o["error"]["code"] for o in anonymous)
     assert codes == ["invalid_request", "parse_error", "parse_error"]

@@ -206,3 +206,41 @@ def test_incomplete_utf8_waits_for_the_rest():
     r = Decoder(be, vocab, {0}).generate([1], max_tokens=3, stop=lambda t: seen.append(t))
     assert r.text == "€x"
     assert all("\ufffd" not in t for t in seen)
+
+
+class LateRejection:
+    """Accepts provisionally (analysis pending) at first; once the analysis is in, the first
+    token the decoder chose is rejected with a Rewind, as the names monitor may answer."""
+
+    name = "late"
+
+    def __init__(self, bad_text):
+        import concurrent.futures
+
+        self.bad = bad_text
+        self.future = concurrent.futures.Future()
+        self.calls = 0
+
+    def check(self, generated, token, text):
+        from monitors.base import Pending, Rewind
+
+        self.calls += 1
+        if self.calls == 3:
+            self.future.set_result(None)  # the analysis finishes while the loop goes on
+        if not self.future.done():
+            return Pending(self.future, deadline=float("inf"))
+        return Rewind(0) if text == self.bad else True
+
+    def allowed(self, generated):
+        return None
+
+
+def test_a_late_rewind_rolls_back_the_provisional_token():
+    be, vocab = make()
+    first = Decoder(FakeBackend(N), vocab, {EOS}).generate([5], max_tokens=4).text
+    assert first
+    late = LateRejection(vocab.text(Decoder(FakeBackend(N), vocab, {EOS}).generate([5], max_tokens=1).tokens[0]))
+    r = Decoder(be, vocab, {EOS}).generate([5], max_tokens=4, constraints=[late])
+    assert r.stats.provisional >= 1 and r.stats.rollbacks >= 1
+    assert not r.text.startswith(late.bad)
+    assert be.kv == [5] + r.tokens[:-1]  # the KV cache holds exactly what was kept
