@@ -19,57 +19,99 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CombinedDrafter", "PromptLookupDrafter", "RecycledDrafter"]
+__all__ = ["CombinedDrafter", "NgramIndex", "PromptLookupDrafter", "RecycledDrafter"]
+
+
+class NgramIndex:
+    """Every n-gram (``min_n``..``max_n`` tokens) of a token stream that has a continuation, with
+    the positions where each ends, kept in step with the stream as it grows and shrinks.
+
+    A lookup is a dict access instead of a scan, so searching the prompt and several other
+    documents costs the same per decode step as searching nothing; re-syncing after an append
+    or a rollback only touches the tokens that changed.
+    """
+
+    def __init__(self, tokens: Sequence[int] = (), min_n: int = 2, max_n: int = 4) -> None:
+        self.min_n, self.max_n = min_n, max_n
+        self.tokens: list[int] = []
+        self._ends: dict[tuple[int, ...], list[int]] = {}  # n-gram -> ascending end positions
+        self.sync(tokens)
+
+    def sync(self, tokens: Sequence[int]) -> None:
+        new = tokens if isinstance(tokens, list) else [int(t) for t in tokens]
+        old = self.tokens
+        if len(new) >= len(old) and new[: len(old)] == old:
+            common = len(old)
+        else:
+            common = 0
+            hi = min(len(old), len(new))
+            while common < hi and old[common] == new[common]:
+                common += 1
+        # n-grams ending at j (tokens [j-n, j)) with a continuation (j < len): still valid up to here
+        last = min(common, len(new) - 1, len(old) - 1)
+        for j in range(len(old) - 1, last, -1):
+            for n in range(self.min_n, min(self.max_n, j) + 1):
+                key = tuple(old[j - n : j])
+                ends = self._ends[key]
+                ends.pop()
+                if not ends:
+                    del self._ends[key]
+        self.tokens = list(new)
+        for j in range(max(last + 1, self.min_n), len(new)):
+            for n in range(self.min_n, min(self.max_n, j) + 1):
+                self._ends.setdefault(tuple(new[j - n : j]), []).append(j)
+
+    def continuation(self, key: tuple[int, ...], limit: int) -> list[int]:
+        """What followed the most recent occurrence of ``key`` (empty if none)."""
+        ends = self._ends.get(key)
+        if not ends:
+            return []
+        j = ends[-1]
+        return self.tokens[j : j + limit]
 
 
 class PromptLookupDrafter:
-    def __init__(self, max_ngram: int = 4, min_ngram: int = 2, max_draft: int = 8) -> None:
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 2, max_draft: int = 8,
+                 context: NgramIndex | None = None) -> None:
         if not 1 <= min_ngram <= max_ngram:
             raise ValueError(f"ngram sizes: need 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}")
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
         self.max_draft = max_draft
-        self.extra: list[np.ndarray] = []  # other token streams (text after the cursor, other documents)
+        # the context's index may be shared between requests (the prompt barely changes per keystroke)
+        self.context = context if context is not None else NgramIndex(min_n=min_ngram, max_n=max_ngram)
+        if (self.context.min_n, self.context.max_n) != (min_ngram, max_ngram):
+            raise ValueError("the context index must use the drafter's n-gram sizes")
+        self.extra: list[NgramIndex] = []  # other token streams (text after the cursor, other documents)
         self.extra_names: list[str] = []
         self.last_source = ""  # where the last draft came from: "prompt" or the extra stream's name
 
-    def set_extra(self, streams: Sequence[Sequence[int]], names: Sequence[str] | None = None) -> None:
-        """Token streams to search besides the context, in order (e.g. the text after the cursor)."""
+    def set_extra(self, streams: Sequence[Sequence[int] | NgramIndex], names: Sequence[str] | None = None) -> None:
+        """Token streams (or their indexes) to search besides the context, in order."""
         names = list(names) if names is not None else ["extra"] * len(streams)
         if len(names) != len(streams):
             raise ValueError(f"{len(streams)} streams but {len(names)} names")
-        kept = [(np.asarray(s, dtype=np.int32), n) for s, n in zip(streams, names, strict=True) if len(s)]
-        self.extra = [s for s, _ in kept]
+        idx = [s if isinstance(s, NgramIndex) else NgramIndex(s, self.min_ngram, self.max_ngram) for s in streams]
+        kept = [(i, n) for i, n in zip(idx, names, strict=True) if len(i.tokens)]
+        self.extra = [i for i, _ in kept]
         self.extra_names = [n for _, n in kept]
 
-    @staticmethod
-    def _find(hay: np.ndarray, needle: np.ndarray, exclude_tail: bool) -> int:
-        """Index just after the most recent occurrence of ``needle`` in ``hay`` (-1 if none)."""
-        n = len(needle)
-        limit = len(hay) - (n if exclude_tail else 0)
-        if limit < n:
-            return -1
-        windows = np.lib.stride_tricks.sliding_window_view(hay[:limit], n)
-        hits = np.nonzero((windows == needle).all(axis=1))[0]
-        # the continuation must not be empty
-        hits = hits[hits + n < len(hay)]
-        return int(hits[-1]) + n if len(hits) else -1
-
     def __call__(self, tokens: Sequence[int]) -> list[int]:
-        ctx = np.asarray(tokens, dtype=np.int32)
+        ctx = tokens if isinstance(tokens, list) else [int(t) for t in tokens]
+        self.context.sync(ctx)
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
             if len(ctx) <= n:
                 continue
-            needle = ctx[-n:]
-            at = self._find(ctx, needle, exclude_tail=True)
-            if at >= 0:
+            key = tuple(ctx[-n:])
+            d = self.context.continuation(key, self.max_draft)
+            if d:
                 self.last_source = "prompt"
-                return ctx[at : at + self.max_draft].tolist()
-            for stream, name in zip(self.extra, self.extra_names, strict=True):
-                at = self._find(stream, needle, exclude_tail=False)
-                if at >= 0:
+                return d
+            for index, name in zip(self.extra, self.extra_names, strict=True):
+                d = index.continuation(key, self.max_draft)
+                if d:
                     self.last_source = name
-                    return stream[at : at + self.max_draft].tolist()
+                    return d
         self.last_source = ""
         return []
 

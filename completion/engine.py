@@ -15,11 +15,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from monitors.base import MonitorContext
 from monitors.suite import MonitorSuite
@@ -31,7 +29,7 @@ from .cache import SuggestionCache
 from .constraints import Constraint, HealingConstraint
 from .decoding import Cancelled, CancelToken, Decoder, Sampling
 from .document import line_bounds
-from .drafting import CombinedDrafter, DraftPolicy, PromptLookupDrafter, RecycledDrafter
+from .drafting import CombinedDrafter, DraftPolicy, NgramIndex, PromptLookupDrafter, RecycledDrafter
 from .fim import ResolvedTemplate, detect_template
 from .models import resolve_model_path
 from .prompt import PromptBuilder
@@ -185,7 +183,8 @@ class Engine:
         self._last_shown: tuple | None = None
         self._recycled: RecycledDrafter | None = None
         self._draft_policy = DraftPolicy()
-        self._related_tokens: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()  # text key -> tokens
+        self._stream_indexes: OrderedDict[tuple[int, int], NgramIndex] = OrderedDict()  # text key -> index
+        self._context_index: NgramIndex | None = None  # the prompt's n-grams, kept across requests
         self.last_decode: tuple[list[int], list[int]] = ([], [])
         self.root: str | None = None  # project root for static analysis (the LSP workspace)
 
@@ -591,11 +590,13 @@ class Engine:
             self._last_shown = None
 
     def _drafter(self, req: CompletionRequest, m: _Model, prompt) -> CombinedDrafter:
-        lookup = PromptLookupDrafter(max_draft=8)
+        if self._context_index is None:
+            self._context_index = NgramIndex()
+        lookup = PromptLookupDrafter(max_draft=8, context=self._context_index)
         tail = req.text[req.offset : req.offset + 4000]
-        streams = [m.backend.tokenize(tail)] if tail.strip() else []
+        streams = [self._stream_index(tail, m, 0)] if tail.strip() else []
         names = ["after_cursor"] * len(streams)
-        related = self._related_streams(req.related, m)
+        related = [self._stream_index(t, m, self.RELATED_CHARS) for t in req.related[: self.RELATED_DOCS] if t.strip()]
         lookup.set_extra(streams + related, names + ["other_documents"] * len(related))
         if self._recycled is None or len(self._recycled.next) != m.backend.n_vocab:
             self._recycled = RecycledDrafter(m.backend.n_vocab)
@@ -605,23 +606,19 @@ class Engine:
     RELATED_DOCS = 4
     RELATED_CHARS = 32_000
 
-    def _related_streams(self, texts: Sequence[str], m: _Model) -> list[np.ndarray]:
-        """Token streams of other open documents, tokenized once per document version (LRU)."""
-        out = []
-        for text in texts[: self.RELATED_DOCS]:
-            if not text.strip():
-                continue
-            key = (len(text), hash(text))
-            toks = self._related_tokens.get(key)
-            if toks is None:
-                toks = np.asarray(m.backend.tokenize(text[: self.RELATED_CHARS]), dtype=np.int32)
-                self._related_tokens[key] = toks
-                while len(self._related_tokens) > 4 * self.RELATED_DOCS:
-                    self._related_tokens.popitem(last=False)
-            else:
-                self._related_tokens.move_to_end(key)
-            out.append(toks)
-        return out
+    def _stream_index(self, text: str, m: _Model, cut: int) -> NgramIndex:
+        """The n-gram index of a text the drafter searches (the text after the cursor, another
+        document), built once per text and kept in a small LRU: they rarely change while typing."""
+        key = (len(text), hash(text))
+        index = self._stream_indexes.get(key)
+        if index is None:
+            index = NgramIndex(m.backend.tokenize(text[:cut] if cut else text))
+            self._stream_indexes[key] = index
+            while len(self._stream_indexes) > 4 * self.RELATED_DOCS:
+                self._stream_indexes.popitem(last=False)
+        else:
+            self._stream_indexes.move_to_end(key)
+        return index
 
     def complete_text(
         self, text: str, offset: int | None = None, *, language: str = "python", path: str | None = None,

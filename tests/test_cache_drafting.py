@@ -75,6 +75,43 @@ def test_prompt_lookup_searches_the_suffix():
     assert d([1, 2, 5, 6]) == [7, 8, 9]
 
 
+def _brute_lookup(ctx, extras, max_n=4, min_n=2, limit=8):
+    """The reference: scan for the most recent earlier occurrence with a continuation."""
+    for n in range(max_n, min_n - 1, -1):
+        if len(ctx) <= n:
+            continue
+        needle = ctx[-n:]
+        for hay, tail in [(ctx, True)] + [(e, False) for e in extras]:
+            for j in range(len(hay) - 1, n - 1, -1):  # j: end of the occurrence, continuation hay[j]
+                if hay[j - n : j] == needle and not (tail and j == len(hay)):
+                    return hay[j : j + limit]
+    return []
+
+
+def test_ngram_index_stays_in_step_with_edits_and_matches_a_scan():
+    import random
+
+    from completion.drafting import NgramIndex
+
+    rng = random.Random(7)
+    shared = NgramIndex()
+    extras = [[rng.randrange(6) for _ in range(40)], [rng.randrange(6) for _ in range(15)]]
+    toks = []
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.6:
+            toks = toks + [rng.randrange(6) for _ in range(rng.randrange(1, 4))]
+        elif op < 0.8 and toks:
+            toks = toks[: rng.randrange(len(toks))]  # a rollback
+        else:
+            toks = [rng.randrange(6) for _ in range(rng.randrange(30))]  # another request
+        d = PromptLookupDrafter(context=shared)
+        d.set_extra(extras)
+        assert d(toks) == _brute_lookup(toks, extras)
+        fresh = NgramIndex(toks)
+        assert shared._ends == fresh._ends
+
+
 def test_prompt_lookup_names_where_a_draft_came_from():
     d = PromptLookupDrafter(max_ngram=2, min_ngram=2, max_draft=3)
     d.set_extra([[1, 1], [5, 6, 7, 8]], ["after_cursor", "other_documents"])
