@@ -300,7 +300,7 @@ def run_eval(
         "p50_ms": _pct(analysis_ms, 0.5),
         "p95_ms": _pct(analysis_ms, 0.95),
     }
-    report["_records"] = modes  # dropped before printing; kept for --json-detail
+    report["_records"] = modes  # not in --json; written by --details
     return report
 
 

@@ -338,6 +338,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(report))
     if args.json:
         dump(report, args.json)
+    if args.details:  # every site: context, truth, each mode's completion and verdicts
+        Path(args.details).write_text(json.dumps(report["_records"], indent=1))
     engine.close()
     return 0
 
@@ -545,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("paths", nargs="+", help="Python files or directories")
     e.add_argument("--sites", type=int, default=200)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--details", metavar="OUT", help="write every site's completions and verdicts (JSON)")
     e.add_argument("--json", metavar="OUT", help="write the report here")
     e.add_argument("--log-level", default="warning")
     _add_model_args(e)

@@ -35,7 +35,8 @@ def editor_env() -> dict[str, str]:
 def test_vscode_extension_in_code_server(tmp_path):
     e = editor_env()
     steercode = shutil.which("steercode", path=str(VENV_BIN)) or str(VENV_BIN / "steercode")
-    env = dict(os.environ, NODE24=e["NODE24"], CODE_SERVER=e["CODE_SERVER"], CHROMIUM=e["CHROMIUM"], VSIX=e["VSIX"],
+    env = dict(os.environ, NODE24=e["NODE24"], CODE_SERVER=e["CODE_SERVER"], CHROMIUM=e["CHROMIUM"],
+               VSIX=str(ROOT / "vscode-extension" / "steercode.vsix"),  # this clone's, not the shared cache's
                STEERCODE=steercode, ARTIFACTS=str(ARTIFACTS))
     p = subprocess.run(["node", str(ROOT / "vscode-extension" / "test" / "e2e.mjs")], env=env, cwd=ROOT / "vscode-extension",
                        capture_output=True, text=True, timeout=900)

@@ -45,6 +45,5 @@ cat > "$EDITOR_CACHE/env" <<ENV
 NODE24=$NODE24
 CODE_SERVER=$CS_DIR/node_modules/.bin/code-server
 CHROMIUM=$(command -v chromium)
-VSIX=$ROOT/vscode-extension/steercode.vsix
 ENV
 echo "[editor-setup] ready: $EDITOR_CACHE/env"
