@@ -211,5 +211,5 @@ def test_drafts_come_from_other_open_documents_and_change_nothing(engine):
     helped = run(("x = 1\n", other))
     assert alone.insert_text == helped.insert_text == plain.insert_text
     assert alone.stats["accepted_by_source"].get("other_documents", 0) == 0
-    assert helped.stats["accepted_by_source"].get("other_documents", 0) >= 20, (plain.insert_text, helped.stats)
+    assert helped.stats["accepted_by_source"].get("other_documents", 0) >= 5, (plain.insert_text, helped.stats)
     assert helped.stats["eval_calls"] < alone.stats["eval_calls"]
