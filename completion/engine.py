@@ -481,6 +481,7 @@ class Engine:
             line_mode="multi" if mode.multiline else "single",
             line_mode_reason=mode.reason,
             window_start=prompt.window_start,
+            related_documents=min(len(req.related), self.RELATED_DOCS) if drafter is not None else 0,
             queue_ms=round((t_wait - t_start) * 1000, 2),
             prompt_build_ms=round((t_prompt - t_wait) * 1000, 2),
             total_ms=round((time.perf_counter() - t_start) * 1000, 2),

@@ -192,9 +192,12 @@ def test_background_work_is_cancelled_by_the_token(engine):
 
 
 @pytest.mark.model
-def test_drafts_come_from_other_open_documents_and_change_nothing(engine):
+def test_drafts_come_from_other_open_documents_and_change_nothing():
     """The prompt-lookup drafter copies from other open documents; the output stays the same."""
-    from completion.engine import CompletionRequest
+    from completion.engine import CompletionRequest, Engine
+
+    engine = Engine()  # a fresh one: the draft policy has measured nothing yet
+    engine.load()
 
     text = "import argparse\n\n\ndef parse_args(argv=None):\n"
     opts = {"monitors": [], "first_line_fast": False, "prefetch": False, "cache": False, "max_tokens": 60}
@@ -213,3 +216,5 @@ def test_drafts_come_from_other_open_documents_and_change_nothing(engine):
     assert alone.stats["accepted_by_source"].get("other_documents", 0) == 0
     assert helped.stats["accepted_by_source"].get("other_documents", 0) >= 5, (plain.insert_text, helped.stats)
     assert helped.stats["eval_calls"] < alone.stats["eval_calls"]
+    assert helped.stats["related_documents"] == 2
+    engine.close()
