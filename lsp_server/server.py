@@ -337,11 +337,9 @@ class SteercodeServer(LanguageServer):
 
     def _related(self, uri: str, language: str) -> tuple[str, ...]:
         """Other open documents for the drafter: same language first, the most recently opened first."""
-        others = [d for u, d in self.workspace.text_documents.items() if u != uri]
-        others.reverse()
-        same = [d.source for d in others if (d.language_id or language_for_path(d.path)) == language]
-        rest = [d.source for d in others if (d.language_id or language_for_path(d.path)) != language]
-        return tuple(same + rest)
+        others = [d for u, d in reversed(self.workspace.text_documents.items()) if u != uri]
+        others.sort(key=lambda d: (d.language_id or language_for_path(d.path)) != language)  # stable
+        return tuple(d.source for d in others)
 
     def client_supports_markdown(self) -> bool:
         try:

@@ -95,6 +95,12 @@ def to_plain(obj):
     return obj
 
 
+async def configure(client: LanguageClient, **steercode) -> None:
+    """workspace/didChangeConfiguration with these settings, then a moment for the server to apply them."""
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": steercode}))
+    await asyncio.sleep(0.2)
+
+
 async def status(client: LanguageClient) -> dict:
     return to_plain(await client.protocol.send_request_async("steercode/status", {}))
 
@@ -214,22 +220,15 @@ async def test_incremental_sync_with_astral_characters(client: LanguageClient):
 async def test_automatic_trigger_honours_settings(client: LanguageClient):
     text = "def area(r):\n    \n"
     uri = open_doc(client, text)
-    client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48, "automatic": "off"}})
-    )
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=48, automatic="off")
     auto = await inline(client, uri, 1, 4, AUTOMATIC)
     invoked = await inline(client, uri, 1, 4, INVOKED)
     assert auto.items == []
     assert invoked.items and invoked.items[0].insert_text.strip()
-    client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48, "automatic": "single"}})
-    )
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=48, automatic="single")
     auto = await inline(client, uri, 1, 4, AUTOMATIC)
     assert all("\n" not in i.insert_text for i in auto.items)
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=48)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -237,27 +236,19 @@ async def test_trigger_kinds_are_read_as_lsp_318(client: LanguageClient):
     """Editors send Invoked = 1 / Automatic = 2 (lsprotocol 2023.0.1 would reject 2); 3 is an error."""
     text = "def area(r):\n    \n"
     uri = open_doc(client, text)
-    client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 24, "automatic": "off"}})
-    )
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=24, automatic="off")
     assert (await inline(client, uri, 1, 4, AUTOMATIC)).items == []  # 2 = Automatic: off by the setting
     assert (await inline(client, uri, 1, 4, INVOKED)).items  # 1 = Invoked (lsprotocol would say Automatic)
     with pytest.raises(JsonRpcException) as info:
         await inline(client, uri, 1, 4, 3)
     assert info.value.code == -32602 and "triggerKind" in str(info.value)
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=48)
     assert (await inline(client, uri, 1, 4, AUTOMATIC)).items  # still serving
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_cancellation_mid_generation(client: LanguageClient):
-    client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 600, "lineMode": "multi", "maxLines": 200,
-                                                                     "firstLineFast": False, "cache": False}})
-    )
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=600, lineMode="multi", maxLines=200, firstLineFast=False, cache=False)
     text = "# A long module of many small functions\n\ndef f0(x):\n    return x + 0\n\n"
     uri = open_doc(client, text)
     params = types.InlineCompletionParams(
@@ -278,19 +269,14 @@ async def test_cancellation_mid_generation(client: LanguageClient):
         await asyncio.sleep(0.05)
     assert st["cancelled"]["count"] >= 1
     assert 0 < st["cancelled"]["last_generated_tokens"] < 600  # it stopped mid-generation
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=48)
     after = await inline(client, uri, 5, 0)
     assert after is not None  # still serving
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_newer_request_supersedes_older(client: LanguageClient):
-    client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 300, "lineMode": "multi", "maxLines": 100,
-                                                                     "firstLineFast": False, "cache": False}})
-    )
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=300, lineMode="multi", maxLines=100, firstLineFast=False, cache=False)
     uri = open_doc(client, "class Stack:\n    \n")
     first = asyncio.ensure_future(inline(client, uri, 1, 4))
     await asyncio.sleep(0.5)
@@ -298,8 +284,7 @@ async def test_newer_request_supersedes_older(client: LanguageClient):
     r1, r2 = await asyncio.wait_for(asyncio.gather(first, second), 60)
     assert r1.items == []  # superseded: no stale suggestion
     assert r2.items
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
-    await asyncio.sleep(0.2)
+    await configure(client, maxTokens=48)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -359,4 +344,4 @@ async def test_invalid_settings_are_reported(client: LanguageClient):
     uri = open_doc(client, "def double(x):\n    return \n")
     r = await inline(client, uri, 1, 11)
     assert r.items
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": 48}}))
+    await configure(client, maxTokens=48)

@@ -32,6 +32,16 @@ const LINES = `${EDITOR} .view-lines`;
 const GHOST = `${EDITOR} .ghost-text-decoration, ${EDITOR} .ghost-text`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The ghost text once it appears (non-breaking spaces as spaces), or "" after a minute. */
+async function waitForGhost(page) {
+  try {
+    await page.waitForSelector(GHOST, { timeout: 60000 });
+    return (await page.locator(GHOST).allInnerTexts()).join("").replace(/\u00a0/g, " ");
+  } catch {
+    return "";
+  }
+}
+
 async function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer();
@@ -135,11 +145,7 @@ try {
   await page.keyboard.press("ArrowUp");
   await page.keyboard.press("End");
   await page.keyboard.type("fib", { delay: 120 });
-  let ghost = "";
-  try {
-    await page.waitForSelector(GHOST, { timeout: 60000 });
-    ghost = (await page.locator(GHOST).allInnerTexts()).join("").replace(/\u00a0/g, " ");
-  } catch {}
+  const ghost = await waitForGhost(page);
   await page.screenshot({ path: path.join(ARTIFACTS, "vscode-ghost-text.png") });
   check("ghost text appears", ghost.trim().length > 0, ghost);
 
@@ -207,11 +213,7 @@ try {
   await page.keyboard.press("End");
   await page.keyboard.press("Enter");
   await page.keyboard.type("x = fib", { delay: 120 });
-  let ghostAgain = "";
-  try {
-    await page.waitForSelector(GHOST, { timeout: 60000 });
-    ghostAgain = (await page.locator(GHOST).allInnerTexts()).join("");
-  } catch {}
+  const ghostAgain = await waitForGhost(page);
   await page.screenshot({ path: path.join(ARTIFACTS, "vscode-after-restart.png") });
   check("server restarted after it died", before.length > 0 && readyAgain && ghostAgain.trim().length > 0, {
     killed: before, running: after, ghost: ghostAgain,
