@@ -514,6 +514,12 @@ class Decoder:
                 rollback(target)
                 forbidden.setdefault(target, set()).add(bad)
                 continue
+            if rewind and 0 <= rewind[0] < len(out.text):
+                # out of rewinds: end the suggestion before the dead end rather than write past it
+                cut = rewind[0]
+                finishing = "constraints: dead end"
+                rows, draft = [], []
+                continue
             if tok is None or self._is_stop(tok):
                 finishing = "end token" if tok is not None else "constraints: nothing allowed"
                 rows, draft = [], []

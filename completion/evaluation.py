@@ -7,6 +7,10 @@ completion is the rest of the line, once plain (no monitors) and once monitored,
 greedy, single-line. The truth set is what jedi reports at that point in the *original* file;
 sites where jedi reports nothing are skipped and counted.
 
+names: sites are names passed as arguments (``f(a, key=b)``); the document keeps the line up to
+the name; the truth is the names jedi finds in scope there in the original file, and the first
+identifier generated must be one of them.
+
 calls: sites are calls ``f(args)`` on one line; the document keeps the line up to ``(``; the
 truth is jedi's signatures there; a completion is valid when the arguments it generates (up to the
 matching ``)``) fit one of them.
@@ -37,7 +41,7 @@ from .engine import CompletionRequest, Engine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Site", "call_sites", "member_sites", "run_eval"]
+__all__ = ["Site", "call_sites", "member_sites", "name_sites", "run_eval"]
 
 _WS = re.compile(r"\s+")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -119,6 +123,28 @@ def member_sites(path: str, text: str) -> list[Site]:
         nl = text.find("\n", start)
         line_end = len(text) if nl < 0 else nl
         sites.append(Site(path, text, start, line_end, text[start : conv(attr.end_byte)]))
+    return sites
+
+
+def name_sites(path: str, text: str) -> list[Site]:
+    """Names passed as arguments (``f(a, key=b)``: ``a`` and ``b``), the cursor at the name."""
+    nodes, conv = _nodes(text, "identifier")
+    sites = []
+    for n in nodes:
+        parent = n.parent
+        if parent is None:
+            continue
+        if parent.type == "keyword_argument":
+            if parent.child_by_field_name("value") != n or parent.parent is None or parent.parent.type != "argument_list":
+                continue
+        elif parent.type != "argument_list":
+            continue
+        if _inside(n, {"string", "comment", "decorator"}):
+            continue
+        start = conv(n.start_byte)
+        nl = text.find("\n", start)
+        line_end = len(text) if nl < 0 else nl
+        sites.append(Site(path, text, start, line_end, text[start : conv(n.end_byte)]))
     return sites
 
 
@@ -205,7 +231,7 @@ def run_eval(
                 files.append((str(f), f.read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError) as exc:
                 log.warning("skipping %s: %s", f, exc)
-    finder = member_sites if task == "members" else call_sites
+    finder = {"members": member_sites, "calls": call_sites, "names": name_sites}[task]
     all_sites = [s for path, text in files for s in finder(path, text)]
     rnd = random.Random(seed)
     chosen = rnd.sample(all_sites, min(sites, len(all_sites)))
@@ -225,7 +251,7 @@ def run_eval(
     errors_cache: dict[str, int] = {}
     for k, site in enumerate(chosen):
             # truth: jedi, with its default settings, at the site in the *original* file
-        kind = "py-members-truth" if task == "members" else "py-signatures-truth"
+        kind = {"members": "py-members-truth", "calls": "py-signatures-truth", "names": "py-scope-truth"}[task]
         truth = runner.call((kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
         if not truth:
             skipped += 1
@@ -244,7 +270,7 @@ def run_eval(
             comp = engine.complete(CompletionRequest(**base_req, options=opts))
             ms = (time.perf_counter() - t0) * 1000
             text = comp.insert_text
-            if task == "members":
+            if task in ("members", "names"):
                 m = _IDENT.match(text)
                 ident = m.group(0) if m else ""
                 valid = ident in truth

@@ -542,8 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(j)
     j.set_defaults(func=cmd_stdio)
 
-    e = sub.add_parser("eval", help="measure monitor-guided decoding (members / calls) on real code")
-    e.add_argument("task", choices=["members", "calls"])
+    e = sub.add_parser("eval", help="measure monitor-guided decoding (members / calls / names) on real code")
+    e.add_argument("task", choices=["members", "calls", "names"])
     e.add_argument("paths", nargs="+", help="Python files or directories")
     e.add_argument("--sites", type=int, default=200)
     e.add_argument("--seed", type=int, default=0)

@@ -178,6 +178,15 @@ class IdentifierSession:
         """Is identifier ``full[s:e]`` acceptable? (Subclasses refine, e.g. for bindings.)"""
         return legal.admits(word, complete)
 
+    def rewind_from(self, legal: NameSet, word: str, s: int) -> Rewind | bool:
+        """Undo the wrong name ``word`` at ``full[s]`` from where it left the legal names (a
+        Rewind in generated-text coordinates); False when that is before the generated text."""
+        k = len(word)
+        while k > 0 and not legal.admits(word[:k], False):
+            k -= 1
+        to = s + k - len(self.window)
+        return Rewind(to) if to >= 0 else False
+
     def allowed(self, generated: str) -> np.ndarray | None:
         t0 = time.perf_counter()
         try:

@@ -19,7 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .base import AnalysisRunner, MonitorContext, NameSet, Rewind
+from .base import AnalysisRunner, MonitorContext, NameSet
 from .identifiers import IdentifierSession
 from .syntax import canonical_language, cursor_in_code
 from .textscan import after_member_dot, code_state, is_word, line_start
@@ -132,11 +132,7 @@ class LspMembersSession(IdentifierSession):
             return binding.admits(word, True)
         if rest[0] == "=" and rest[1:2] != "=":
             return binding.admits(word, True)
-        k = len(word)
-        while k > 0 and not legal.admits(word[:k], False):
-            k -= 1
-        to = s + k - len(self.window)
-        return Rewind(to) if to >= 0 else False
+        return self.rewind_from(legal, word, s)
 
 
 class LspMembersMonitor:

@@ -26,6 +26,7 @@ __all__ = [
     "cursor_syntax",
     "language_for_path",
     "offset_to_byte",
+    "open_brackets",
     "parse",
 ]
 
@@ -238,6 +239,12 @@ def bracket_depth(text: str, offset: int, language: str | None = "python", max_l
     Skips strings (including triple-quoted ones) and comments (``#`` for Python, ``//`` and
     ``/* */`` otherwise).
     """
+    return len(open_brackets(text, offset, language, max_lines))
+
+
+def open_brackets(text: str, offset: int, language: str | None = "python", max_lines: int = 80) -> list[int]:
+    """Positions of the brackets opened before ``offset`` and not yet closed, outermost first
+    (the scan of ``bracket_depth``)."""
     start = offset
     for _ in range(max_lines):
         nl = text.rfind("\n", 0, start - 1 if start > 0 else 0)
@@ -246,7 +253,7 @@ def bracket_depth(text: str, offset: int, language: str | None = "python", max_l
             break
         start = nl + 1
     py = language in (None, "python")
-    stack: list[str] = []
+    stack: list[int] = []
     i = start
     n = offset
     while i < n:
@@ -274,11 +281,11 @@ def bracket_depth(text: str, offset: int, language: str | None = "python", max_l
             i = n if end < 0 else end + 2
             continue
         if ch in _OPENERS:
-            stack.append(ch)
+            stack.append(i)
         elif ch in _CLOSERS and stack:
             stack.pop()
         i += 1
-    return len(stack)
+    return stack
 
 
 def _unterminated_string_on_line(text: str, offset: int) -> bool:

@@ -50,6 +50,8 @@ def run(kind: str, *args: Any) -> Any:
         return _analyzer().signatures(*args)
     if kind == "py-members-truth":  # jedi with its default settings (the eval's truth)
         return _analyzer(True).members(*args)
+    if kind == "py-scope-truth":
+        return _analyzer(True).scope_names(*args)
     if kind == "py-signatures-truth":
         return _analyzer(True).signatures(*args)
     if kind == "lsp-members":

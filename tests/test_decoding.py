@@ -244,3 +244,31 @@ def test_a_late_rewind_rolls_back_the_provisional_token():
     assert r.stats.provisional >= 1 and r.stats.rollbacks >= 1
     assert not r.text.startswith(late.bad)
     assert be.kv == [5] + r.tokens[:-1]  # the KV cache holds exactly what was kept
+
+
+class DeadEndAfter:
+    """Every continuation of text longer than ``n`` characters is a dead end that started at
+    character ``n`` -- no rewind can get out of it."""
+
+    name = "dead-end"
+
+    def __init__(self, n):
+        self.n = n
+
+    def check(self, generated, token, text):
+        from monitors.base import Rewind
+
+        return Rewind(self.n) if len(generated) > self.n else True
+
+    def allowed(self, generated):
+        return None
+
+
+def test_out_of_rewinds_the_suggestion_ends_before_the_dead_end():
+    be, vocab = make()
+    plain = Decoder(FakeBackend(N), vocab, {EOS}).generate([5], max_tokens=12)
+    assert len(plain.text) > 4
+    r = Decoder(be, vocab, {EOS}).generate([5], max_tokens=12, constraints=[DeadEndAfter(2)])
+    assert r.stats.rewinds == 4  # every rewind was tried
+    assert r.stats.stop_reason == "constraints: dead end"
+    assert len(r.text) <= 2 and plain.text.startswith(r.text)

@@ -202,6 +202,11 @@ def test_members_allows_new_attribute_definitions(runner, small_vocab):
         ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "", "d=2", False),
         ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "2, ", "3", False),
         ("def f(a, b=1, *, c):\n    pass\n\nf(1, ┃", "2", ")", False),  # c missing
+        ("def f(a):\n    pass\n\nf(1┃", "", ", ", False),  # no argument can follow the comma
+        ("def f(a, b=2):\n    pass\n\nf(1┃", "", ", ", True),
+        ("def f(a, b=2):\n    pass\n\nf(1, b=3┃", "", ",", False),
+        ("def f(a, **kw):\n    pass\n\nf(1┃", "", ", ", True),
+        ("def f(a):\n    pass\n\nf(\n    1┃", "", ",\n", True),  # one argument per line: trailing comma
         ("print(┃", "", "1, 2, sep=', ')", True),
         ("print(┃", "", "1, bogus=2)", False),
     ],
@@ -240,6 +245,68 @@ def test_imports_golden(runner, small_vocab, source, generated, piece, verdict):
 )
 def test_names_golden(runner, small_vocab, source, generated, piece, verdict):
     assert bool(check(NamesMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
+
+
+@pytest.mark.parametrize(
+    "source, generated, piece, verdict",
+    [
+        # after a comma no comprehension can bind the name: judged when it ends
+        ("def g(items):\n    return max(1, ┃", "", "itemz,", False),
+        ("def g(items):\n    return max(1, ┃", "", "items,", True),
+        ("def g(items):\n    return max(1, ┃", "", "key=len)", True),  # a keyword argument
+        ("def g(items):\n    return max(1, ┃", "", "ke", True),  # may still become `key=`
+        ("def g(items):\n    x = dict(\n        a=1,\n        ┃", "", "b=itemz,", False),  # multi-line call
+        # the element of a possible comprehension: judged when the outermost bracket closes
+        ("def g(items):\n    return len(┃", "", "itemz", True),
+        ("def g(items):\n    return len(┃", "", "itemz)", False),
+        ("def g(items):\n    return len(┃", "", "items)", True),
+        ("def g(items):\n    return [┃", "", "y for x in items]", False),
+        ("def g(items):\n    return [┃", "", "y for", True),  # its targets are still to come
+        ("def g(items):\n    return [┃", "", "y, ", False),  # a comma: not a comprehension's element
+        ("def g(items):\n    return super(┃", "", "Itemz, items", False),
+        ("def g(items):\n    return [┃", "", "len(x) for x in items]", True),
+        ("def g(items):\n    return {┃", "", "k: v for k, v in items}", True),
+        ("def g(items):\n    return [[┃", "", "x for x in row] for row in items]", True),
+        ("def g(items):\n    print(┃", "", "*args)", False),
+        ("def g(*args):\n    print(┃", "", "*args)", True),
+        ("def g(items):\n    return print(┃", "", 'f"{nope}")', True),  # a string prefix, and a string
+        ("def g(items):\n    return (┃", "", "n := len(items))", True),  # a walrus target
+        # brackets whose names are bindings, or may be: no opinion
+        ("def g(\n    ┃", "", "alpha, beta)", True),
+        ("def g(items):\n    for (┃", "", "a, b) in items:", True),
+        ("def g(items):\n    (┃", "", "a, b) = items", True),
+        ("def g(items):\n    return sorted(items, key=lambda ┃", "", "it: it[0])", True),
+        ("def g(items):\n    with (open(items) as ┃", "", "fh):", True),
+        ("def g(items):\n    return len(unknown_user┃", "", ")", True),  # typed by the user
+    ],
+)
+def test_names_in_brackets_golden(runner, small_vocab, source, generated, piece, verdict):
+    assert bool(check(NamesMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
+
+
+@pytest.mark.parametrize(
+    "source, piece, verdict",
+    [
+        ("def a():\n    secret = 1\n    return secret\n\ndef b():\n    return ┃", "secret\n", False),  # another's local
+        ("class K:\n    limit = 3\n\n    def m(self):\n        return ┃", "limit\n", False),  # a class name
+        ("class K:\n    limit = 3\n\n    def m(self):\n        return ┃", "self.limit\n", True),
+        ("def outer(xs):\n    def inner():\n        return ┃", "xs\n", True),  # an enclosing function's
+        ("def f():\n    return ┃\n\nHELPER = 1\n", "HELPER\n", True),  # a global defined further down
+        ("# mentions ghost\ndef f():\n    s = 'ghost'\n    return ┃", "ghost\n", False),  # comments, strings
+        ("def setup():\n    global CONFIG\n    CONFIG = 1\n\ndef use():\n    return ┃", "CONFIG\n", True),
+        ('class K:\n    def m(self, size):\n        """Doc\nat column 0\n        """\n        return ┃', "size\n", True),
+        ("def f(width):\n    x = max(1,\n2)\n    return ┃", "width\n", True),  # a dedented continuation
+        ("def f(width):\n    if width:\n        pass\n┃", "    return width\n", True),  # indented by the model
+        ("def f(width):\n    if width:\n        pass\n┃", "x = width\n", False),  # module level: not visible
+    ],
+)
+def test_names_follow_scopes(runner, small_vocab, source, piece, verdict):
+    assert bool(check(NamesMonitor(runner, 20000), source, "", piece, small_vocab)) is verdict
+
+
+def test_names_rewind_to_where_the_name_went_wrong(runner, small_vocab):
+    v = check(NamesMonitor(runner, 20000), "def g(items):\n    return len(┃", "itemz", ")", small_vocab)
+    assert isinstance(v, Rewind) and v.to == 4  # "item" is a prefix of "items": undo from the "z"
 
 
 def test_analysis_failure_means_no_opinion(small_vocab, monkeypatch):

@@ -2,7 +2,8 @@
 
 Inside ``f(…)``: no more positional arguments than the signature takes (unless ``*args``),
 keyword names only from its parameters (unless ``**kwargs``), no argument given twice, no
-positional argument after a keyword one, and ``)`` not before the required arguments are given.
+positional argument after a keyword one, no comma when no argument can follow it (on one line),
+and ``)`` not before the required arguments are given.
 Overloads: a call is fine when any signature accepts it. Unpacking (``*xs``, ``**kw``) makes the
 count unknowable: no opinion for that call.
 
@@ -139,6 +140,12 @@ def call_ok(args: list[Arg], closed: bool, sig: Signature) -> bool:
             return False
     if last is not None:
         free_kw = [n for n in kw_able if n not in bound and n not in keywords]
+        if last.kind == "empty" and done and not any("\n" in a.text for a in args):
+            # right after a comma: it must lead to another argument (a trailing comma in a
+            # one-line call is no suggestion worth making; on separate lines it is the style)
+            room_pos = not keywords and (n_pos < len(pos_params) or var_pos)
+            if not (room_pos or var_kw or free_kw):
+                return False
         if last.kind == "keyword":
             if last.name in keywords or last.name in bound or (last.name not in kw_able and not var_kw):
                 return False

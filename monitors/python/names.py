@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import keyword
 import logging
 import re
 
@@ -10,17 +11,21 @@ import numpy as np
 
 from ..base import TIMEOUT, AnalysisRunner, MonitorContext, NameSet, Rewind
 from ..identifiers import IdentifierSession
-from ..syntax import bracket_depth, cursor_in_code
+from ..syntax import cursor_in_code, open_brackets
 from ..textscan import (
     after_member_dot,
     code_state,
+    identifiers_from,
     is_word,
     line_start,
     prev_significant,
+    string_open,
+    string_step,
     trailing_word_start,
     word_before,
 )
 from .jedi_analysis import MODULE_DUNDERS, PY_KEYWORDS
+from .scopes import ScopeIndex, scope_index
 from .semantic_keys import member_key
 
 __all__ = ["ImportsMonitor", "MembersMonitor", "NamesMonitor"]
@@ -128,11 +133,7 @@ class MembersSession(IdentifierSession):
             return binding.admits(word, True)  # a definition: ``self.name = ...``
         # not an assignment after all: the name had to be a member. Undo from where it left the
         # members (e.g. ``_add_action`` + ``_group`` when only ``_add_action`` exists).
-        k = len(word)
-        while k > 0 and not legal.admits(word[:k], False):
-            k -= 1
-        to = s + k - len(self.window)
-        return Rewind(to) if to >= 0 else False
+        return self.rewind_from(legal, word, s)
 
     def allowed(self, generated: str):
         ids = super().allowed(generated)
@@ -156,7 +157,8 @@ class MembersSession(IdentifierSession):
             if start is None:
                 return
             root = full[start:end].split(".", 1)[0]
-            if root not in _document_names(self.ctx.text).names_set or code_state(full, end) != "code":
+            idx, _, line_names = _cursor_scopes(self.ctx)
+            if (root not in idx.all_names and root not in line_names) or code_state(full, end) != "code":
                 return
             if _is_import_line(full, end) or root in PY_KEYWORDS:
                 return
@@ -242,12 +244,29 @@ class NamesSession(IdentifierSession):
 
     def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)
-        self._depth_memo: dict[tuple[int, str], int] = {}
+        self._level_memo: dict[tuple[int, str], list[_Level] | None] = {}
+        self._visible: dict[int, tuple[frozenset[str], NameSet]] = {}
 
     def in_context(self, full: str, s: int) -> bool:
+        return self._use_at(full, s, deferred=False)
+
+    def _use_at(self, full: str, s: int, *, deferred: bool) -> bool:
+        """Does an identifier at ``full[s]`` start an expression (a use, not a binding)?
+
+        Inside brackets a name may still be bound by a comprehension that comes later
+        (``[x for x in xs]``). Such a name is judged when its outermost bracket closes
+        (``deferred``, see ``_late_verdict``), not when it is written.
+        """
         ch, i = prev_significant(full, s)
         if not ch:
             return False
+        if code_state(full, s) != "code" or _is_import_line(full, s):
+            return False
+        levels = self._levels(full, s)
+        if levels is None:
+            return False
+        if levels:
+            return self._bracket_use(full, s, ch, levels, deferred)
         if is_word(ch):
             w, ws = word_before(full, s)
             if w not in _EXPR_KEYWORDS:
@@ -262,58 +281,310 @@ class NamesSession(IdentifierSession):
             return False  # "->" return annotation is "-" then ">"
         if ch == ">" and i > 0 and full[i - 1] == "-":
             return False
-        if code_state(full, s) != "code" or _is_import_line(full, s):
-            return False
         ls = line_start(full, s)
         line = full[ls:s]
-        if _STATEMENT_KEYWORDS.search(line) or line.lstrip().startswith(("def ", "class ", "@", "async def ")):
-            return False
-        return self._depth(full, s) == 0
+        return not (_STATEMENT_KEYWORDS.search(line) or line.lstrip().startswith(("def ", "class ", "@", "async def ")))
 
-    def _depth(self, full: str, s: int) -> int:
+    def _bracket_use(self, full: str, s: int, ch: str, levels: list[_Level], deferred: bool) -> bool:
+        if levels[-1].target or any(lv.binds for lv in levels):
+            return False  # a `for` target list, or a lambda's parameters may be anywhere
+        if is_word(ch):
+            w, _ = word_before(full, s)
+            if w not in _EXPR_KEYWORDS or w == "from":
+                return False  # e.g. `as` in a parenthesized with
+        elif ch not in "([{,:" and ch not in _OPERATOR_CHARS:
+            return False
+        if not deferred and any(not lv.comma and not lv.comprehension for lv in levels):
+            return False  # the element of a comprehension whose `for` may still come: judged later
+        return True
+
+    def _levels(self, full: str, s: int) -> list[_Level] | None:
+        """The brackets open at ``full[s]``, outermost first; None: brackets whose names this
+        monitor leaves alone (a signature, a `for` / `with ... as` target, a pattern)."""
         gen_start = len(self.window)
         key = (s, full[gen_start:s] if s > gen_start else "")
-        d = self._depth_memo.get(key)
-        if d is None:
-            d = bracket_depth(full, s, "python", max_lines=40)
-            self._depth_memo[key] = d
-        return d
+        if key in self._level_memo:
+            return self._level_memo[key]
+        opens = open_brackets(full, s, "python", max_lines=40)
+        levels = _scan_levels(full, opens[0], s) if opens and _judgable_opener(full, opens[0]) else None
+        self._level_memo[key] = [] if not opens else levels
+        return self._level_memo[key]
+
+    def judge(self, full: str, s: int, e: int, word: str, complete: bool, legal: NameSet):
+        if legal.admits(word, complete) or _string_prefix(full, e, word):
+            return True
+        levels = self._levels(full, s)
+        if not levels:
+            return False
+        if not complete:
+            return levels[-1].opener == "("  # may become a keyword argument or a walrus target
+        rest = full[e:].lstrip(" \t")
+        if rest.startswith(":=") or (rest[:1] == "=" and rest[1:2] != "="):
+            return True  # a keyword argument (the calls monitor's business) or a walrus target
+        return self.rewind_from(legal, word, s)
+
+    # ---- deferred names: judged once no comprehension can bind them ---------------------------
+    def _check(self, generated: str, text: str | None):
+        verdict = super()._check(generated, text)
+        if verdict is False or isinstance(verdict, Rewind) or not text or _SEPARATORS.isdisjoint(text):
+            return verdict
+        late = self._late_verdict(self.window + generated, text)
+        return verdict if late is None else late
+
+    def _late_verdict(self, head: str, text: str) -> Rewind | None:
+        """After a comma or a closing bracket in ``text``: a deferred name that resolves nowhere
+        and that no comprehension can bind any more is a dead end -- rewind to where it went
+        wrong. A bracket can bind the names of its element until a comma or its end shows the
+        element is not a comprehension's, or a `for` shows which names it binds."""
+        start = len(head)
+        opens = open_brackets(head, start, "python", max_lines=40)
+        if not opens or not _judgable_opener(head, opens[0]):
+            return None
+        outer = opens[0]
+        full = head + text
+        gen_start = len(self.window)
+        for a, b in identifiers_from(full, max(outer, gen_start)):
+            if b <= self.cursor_at or b >= len(full):
+                continue  # typed by the user, or still growing
+            word = full[a:b]
+            if word[0].isdigit() or word in PY_KEYWORDS or full[a - 1 : a] == "." or _string_prefix(full, b, word):
+                continue
+            rest = full[b:].lstrip(" \t")
+            if rest.startswith(":=") or (rest[:1] == "=" and rest[1:2] != "="):
+                continue  # a keyword argument or a walrus target
+            levels = self._levels(full, a)
+            if not levels or not self._use_at(full, a, deferred=True):
+                continue  # after the outermost closer (judged as usual), or not a use
+            legal = self.legal_at(full, a)
+            if legal is None or legal.admits(word, True):
+                continue
+            if not self._unbindable(full, b, word, levels):
+                continue
+            self.stats.constrained.add(a - gen_start)
+            verdict = self.rewind_from(legal, word, a)
+            return verdict if isinstance(verdict, Rewind) else None
+        return None
+
+    def _unbindable(self, full: str, b: int, word: str, levels: list[_Level]) -> bool:
+        """Can no comprehension bind the name that ends at ``full[b]`` any more?"""
+        events = _events_after(full, b, len(levels))
+        for lv, event in zip(reversed(levels), events, strict=True):
+            if lv.comma or lv.comprehension or event in ("comma", "close"):
+                continue  # this bracket's element is not a comprehension's
+            if event is None:
+                return False  # its `for` may still come
+            # a `for` follows the element: it binds the name, or the brackets must close first
+            targets = _comprehension_targets(full, b, len(full))
+            if word in targets or open_brackets(full, len(full), "python", max_lines=40):
+                return False
+        return True
 
     def legal_at(self, full: str, s: int):
-        """Names that can resolve here: every name the document defines or uses, the builtins,
-        keywords, and every identifier the generated text has introduced before ``s``.
+        """Names that can resolve at ``full[s]``: those visible from its line's scope in the
+        document (``scopes.ScopeIndex``: its own, its enclosing functions', the module's), the
+        builtins and keywords, the identifiers on the cursor's line, and every identifier the
+        generated text has introduced before ``s``.
 
-        A deliberate over-approximation of jedi's scope rules (a local of another function is
-        allowed): it is conservative -- it never rejects a name that resolves -- and it costs a
-        regex pass per document version instead of a 40-90 ms jedi completion per request,
-        which on 2 cores would slow the decoder down. What it catches is what matters: names
-        that exist nowhere (typos, invented helpers).
+        A lexical over-approximation of Python's scope rules, so it never rejects a name that
+        resolves; it costs a few ms per edited line instead of a 40-90 ms jedi completion per
+        request, which on 2 cores would slow the decoder down.
         """
         gen_start = len(self.window)
         key = (s, full[gen_start:s] if s > gen_start else "")
         if key in self._legal:
             return self._legal[key]
-        base = _document_names(_without_word_at(self.ctx.text, self.ctx.cursor))
-        extra = set(_IDENT.findall(full, gen_start, s)) - base.names_set
-        legal = NameSet(base.names_set | extra) if extra else base.nameset
-        self.stats.triggers += key not in self._legal
+        idx, cursor_line, line_names = _cursor_scopes(self.ctx)
+        ls = self._logical_start(full, s)
+        indent = len(full) - ls - len(full[ls:].lstrip(" \t"))
+        scope = idx.scope_at(min(self.shift + ls, cursor_line) - 1, indent)
+        base = self._visible.get(scope)
+        if base is None:
+            names = frozenset(idx.visible(scope) | line_names | _BUILTIN_NAMES)
+            base = self._visible[scope] = (names, NameSet(names))
+        extra = set(_IDENT.findall(full, gen_start, s)) - base[0]
+        legal = NameSet(base[0] | extra) if extra else base[1]
+        self.stats.triggers += 1
         self._legal[key] = legal
         return legal
+
+    def _logical_start(self, full: str, s: int) -> int:
+        """Start of the logical line that holds ``full[s]`` (lines inside brackets or after a
+        backslash continue the line before)."""
+        ls = line_start(full, s)
+        for _ in range(8):
+            opens = open_brackets(full, ls, "python", max_lines=40) if ls else []
+            if opens:
+                ls = line_start(full, opens[0])
+            elif ls >= 2 and full[ls - 2] == "\\":
+                ls = line_start(full, ls - 1)
+            else:
+                break
+        return ls
 
     def prefetch(self) -> None:
         pass
 
 
-class _DocNames:
-    def __init__(self, text: str) -> None:
-        self.names_set = frozenset(_IDENT.findall(text)) | _BUILTIN_NAMES
-        self.nameset = NameSet(self.names_set)
-        self.dynamic = bool(re.search(r"^\s*from\s+\S+\s+import\s+\*|\bglobals\(\)|\bexec\(", text, re.M))
+_CLOSE = frozenset(")]}")
+_SEPARATORS = frozenset(",)]}")
+_NOT_USES_AFTER = frozenset({"for", "as", "def", "class", "lambda", "import", "global", "nonlocal", "del", "with"})
+
+
+class _Level:
+    """One open bracket: whether a comma or a comprehension `for` came at its own level, whether
+    a `for` target list is being written (``target``), and whether a lambda binds names in it."""
+
+    __slots__ = ("binds", "comma", "comprehension", "opener", "target")
+
+    def __init__(self, opener: str) -> None:
+        self.opener = opener
+        self.comma = self.comprehension = self.target = self.binds = False
+
+
+def _scan_levels(full: str, outer: int, s: int) -> list[_Level]:
+    """The brackets open at ``s``, from the one at ``outer`` (skipping strings and comments)."""
+    stack: list[_Level] = []
+    i = outer
+    quote: str | None = None
+    while i < s:
+        ch = full[i]
+        if quote:
+            i, quote = string_step(full, i, quote)
+            continue
+        if ch == "#":
+            nl = full.find("\n", i, s)
+            i = s if nl < 0 else nl + 1
+            continue
+        if ch in "\"'":
+            quote = string_open(full, i)
+            i += len(quote)
+            continue
+        if ch in "([{":
+            stack.append(_Level(ch))
+        elif ch in _CLOSE:
+            if stack:
+                stack.pop()
+        elif stack and ch == ",":
+            stack[-1].comma = True
+        elif stack and is_word(ch):
+            j = i + 1
+            while j < s and is_word(full[j]):
+                j += 1
+            w = full[i:j]
+            top = stack[-1]
+            if w == "for" and full[i - 1 : i] != ".":
+                top.comprehension = top.target = True
+            elif w == "in" and top.target:
+                top.target = False
+            elif w == "lambda":
+                top.binds = True
+            i = j
+            continue
+        i += 1
+    return stack
+
+
+def _judgable_opener(full: str, outer: int) -> bool:
+    """Are the names in the bracket opened at ``full[outer]`` uses? Not in a signature
+    (``def f(``), a `for` / `with ... as` target, a tuple being assigned to (a bracket that opens a
+    statement), a `case` pattern or a lambda."""
+    ls = line_start(full, outer)
+    pre = full[ls:outer]
+    head = pre.lstrip()
+    if head.startswith(("def ", "async def ", "case ", "import ", "from ", "global ", "nonlocal ")):
+        return False
+    if head.startswith(("for ", "async for ")) and not re.search(r"\bin\b", pre):
+        return False
+    if "lambda" in pre:
+        return False
+    ch, _ = prev_significant(full, outer)
+    if is_word(ch):
+        w, _ = word_before(full, outer)
+        return w not in _NOT_USES_AFTER and (not keyword.iskeyword(w) or w in _EXPR_KEYWORDS)
+    return ch in _OPERATOR_CHARS or ch in ")]}\"'"
+
+
+_STRING_PREFIXES = frozenset({"r", "u", "f", "b", "br", "rb", "fr", "rf", "t", "tr", "rt"})
+
+
+def _string_prefix(full: str, e: int, word: str) -> bool:
+    """``f`` in ``f"..."``: a string prefix, not a name."""
+    return full[e : e + 1] in ("'", '"') and word.lower() in _STRING_PREFIXES
+
+
+def _events_after(full: str, i: int, n: int) -> list[str | None]:
+    """For the ``n`` brackets open at ``full[i]`` (innermost first): the first of "comma", "for"
+    or "close" at that bracket's own level after ``i`` (None: nothing yet)."""
+    events: list[str | None] = [None] * n
+    level = depth = 0
+    quote: str | None = None
+    end = len(full)
+    while i < end and level < n:
+        ch = full[i]
+        if quote:
+            i, quote = string_step(full, i, quote)
+            continue
+        if ch == "#":
+            nl = full.find("\n", i)
+            i = end if nl < 0 else nl + 1
+            continue
+        if ch in "\"'":
+            quote = string_open(full, i)
+            i += len(quote)
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in _CLOSE:
+            if depth:
+                depth -= 1
+            else:
+                events[level] = events[level] or "close"
+                level += 1
+        elif depth == 0 and ch == ",":
+            events[level] = events[level] or "comma"
+        elif depth == 0 and is_word(ch):
+            j = i + 1
+            while j < end and is_word(full[j]):
+                j += 1
+            if full[i:j] == "for" and full[i - 1 : i] != ".":
+                events[level] = events[level] or "for"
+            i = j
+            continue
+        i += 1
+    return events
+
+
+def _comprehension_targets(full: str, a: int, b: int) -> set[str]:
+    """Names bound by the `for` target lists in ``full[a:b]`` (code only)."""
+    out: set[str] = set()
+    collecting = False
+    for s, e in identifiers_from(full, a):
+        if s >= b:
+            break
+        w = full[s:e]
+        if w == "for" and full[s - 1 : s] != "." and code_state(full, s) == "code":
+            collecting = True
+        elif w == "in" and collecting:
+            collecting = False
+        elif collecting:
+            out.add(w)
+    return out
+
+
+def _cursor_scopes(ctx: MonitorContext) -> tuple[ScopeIndex, int, frozenset[str]]:
+    """The scope index of the document without the cursor's line (so typing on one line keeps
+    hitting the cache), where that line starts, and the identifiers on it but the one at the
+    cursor (a half-typed ``fibo`` is not a name the document uses)."""
+    text, cursor = ctx.text, ctx.cursor
+    ls = line_start(text, cursor)
+    le = text.find("\n", cursor)
+    le = len(text) if le < 0 else le
+    idx = scope_index(text[:ls] + text[le + 1 :])
+    return idx, ls, frozenset(_IDENT.findall(_without_word_at(text[ls:le], cursor - ls)))
 
 
 def _without_word_at(text: str, cursor: int) -> str:
-    """The document minus the identifier being typed at the cursor: a half-typed ``fibo`` is not
-    a name the document uses (elsewhere it still counts)."""
+    """``text`` minus the identifier at ``cursor``."""
     a = cursor
     while a > 0 and (text[a - 1].isalnum() or text[a - 1] == "_"):
         a -= 1
@@ -323,21 +594,8 @@ def _without_word_at(text: str, cursor: int) -> str:
     return text if a == b else text[:a] + text[b:]
 
 
-_doc_cache: dict[tuple[int, int], _DocNames] = {}
-
-
-def _document_names(text: str) -> _DocNames:
-    k = (len(text), hash(text))
-    d = _doc_cache.get(k)
-    if d is None:
-        if len(_doc_cache) > 8:
-            _doc_cache.clear()
-        d = _doc_cache[k] = _DocNames(text)
-    return d
-
-
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_BUILTIN_NAMES = frozenset(dir(builtins)) | PY_KEYWORDS | MODULE_DUNDERS
+_BUILTIN_NAMES = frozenset(dir(builtins)) | PY_KEYWORDS | MODULE_DUNDERS | {"__class__"}
 
 
 class NamesMonitor(_JediMonitor):
@@ -348,4 +606,4 @@ class NamesMonitor(_JediMonitor):
 
     def accepts(self, ctx: MonitorContext, session: IdentifierSession) -> bool:
         # star imports and dynamic namespaces make "in scope" unknowable
-        return not _document_names(ctx.text).dynamic
+        return not _cursor_scopes(ctx)[0].dynamic
