@@ -8,8 +8,9 @@ greedy, single-line. The truth set is what jedi reports at that point in the *or
 sites where jedi reports nothing are skipped and counted.
 
 names: sites are names passed as arguments (``f(a, key=b)``); the document keeps the line up to
-the name; the truth is the names jedi finds in scope there in the original file, and the first
-identifier generated must be one of them.
+the name; the truth is the names jedi finds in scope there in the original file. A completion is
+valid when the name it starts with is one of them; one that starts with no name (a string, a
+``)``, a keyword argument's ``key=``) uses none and is valid too.
 
 calls: sites are calls ``f(args)`` on one line; the document keeps the line up to ``(``; the
 truth is jedi's signatures there; a completion is valid when the arguments it generates (up to the
@@ -270,10 +271,16 @@ def run_eval(
             comp = engine.complete(CompletionRequest(**base_req, options=opts))
             ms = (time.perf_counter() - t0) * 1000
             text = comp.insert_text
-            if task in ("members", "names"):
+            if task == "members":
                 m = _IDENT.match(text)
                 ident = m.group(0) if m else ""
                 valid = ident in truth
+                exact = ident == site.truth_name
+            elif task == "names":
+                m = _IDENT.match(text.lstrip())
+                ident = m.group(0) if m else ""
+                kwarg = bool(m) and re.match(r"\s*=(?!=)", text.lstrip()[m.end() :]) is not None
+                valid = not ident or kwarg or ident in truth  # a string, a ")" or `key=`: no name used
                 exact = ident == site.truth_name
             else:
                 args_text, closed = _call_args_of(text)

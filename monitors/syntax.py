@@ -242,9 +242,14 @@ def bracket_depth(text: str, offset: int, language: str | None = "python", max_l
     return len(open_brackets(text, offset, language, max_lines))
 
 
-def open_brackets(text: str, offset: int, language: str | None = "python", max_lines: int = 80) -> list[int]:
+def open_brackets(
+    text: str, offset: int, language: str | None = "python", max_lines: int = 80, start: int | None = None
+) -> list[int]:
     """Positions of the brackets opened before ``offset`` and not yet closed, outermost first
-    (the scan of ``bracket_depth``)."""
+    (the scan of ``bracket_depth``), scanning from ``start`` when given (a place known to be
+    outside strings) instead of ``max_lines`` lines back."""
+    if start is not None:
+        return _open_brackets_from(text, start, offset, language)
     start = offset
     for _ in range(max_lines):
         nl = text.rfind("\n", 0, start - 1 if start > 0 else 0)
@@ -252,6 +257,10 @@ def open_brackets(text: str, offset: int, language: str | None = "python", max_l
             start = 0
             break
         start = nl + 1
+    return _open_brackets_from(text, start, offset, language)
+
+
+def _open_brackets_from(text: str, start: int, offset: int, language: str | None) -> list[int]:
     py = language in (None, "python")
     stack: list[int] = []
     i = start

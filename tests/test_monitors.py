@@ -392,3 +392,13 @@ def test_nameset_tokens(vocab):
     assert {"app", "append", "append(", "pop", "po", "p", "ap"} <= ids
     assert "x" not in ids and "end" not in ids
     assert isinstance(ns.tokens("", vocab), np.ndarray)
+
+
+def test_names_bracket_scans_start_outside_strings(runner, small_vocab):
+    # another function's long docstring with an unbalanced "(": a bracket scan starting some lines
+    # back would begin inside it and place the cursor's line in that function
+    doc = "\n".join(["    line of text"] * 45 + ["    an aside (never closed"] + ["    more text"] * 3)
+    src = f'def g(other):\n    """Doc.\n{doc}\n    """\n    return other\n\n\ndef f(size, *args):\n    return max(1, ┃'
+    m = NamesMonitor(runner, 20000)
+    assert check(m, src, "", "size, *args)", small_vocab)
+    assert not check(m, src, "", "size, *argz)", small_vocab)

@@ -246,6 +246,8 @@ class NamesSession(IdentifierSession):
         super().__init__(*a, **k)
         self._level_memo: dict[tuple[int, str], list[_Level] | None] = {}
         self._visible: dict[int, tuple[frozenset[str], NameSet]] = {}
+        self._anchor_at: int | None = None
+        self._scopes: tuple[ScopeIndex, int, frozenset[str]] | None = None
 
     def in_context(self, full: str, s: int) -> bool:
         return self._use_at(full, s, deferred=False)
@@ -305,7 +307,7 @@ class NamesSession(IdentifierSession):
         key = (s, full[gen_start:s] if s > gen_start else "")
         if key in self._level_memo:
             return self._level_memo[key]
-        opens = open_brackets(full, s, "python", max_lines=40)
+        opens = self._open_at(full, s)
         levels = _scan_levels(full, opens[0], s) if opens and _judgable_opener(full, opens[0]) else None
         self._level_memo[key] = [] if not opens else levels
         return self._level_memo[key]
@@ -337,7 +339,7 @@ class NamesSession(IdentifierSession):
         wrong. A bracket can bind the names of its element until a comma or its end shows the
         element is not a comprehension's, or a `for` shows which names it binds."""
         start = len(head)
-        opens = open_brackets(head, start, "python", max_lines=40)
+        opens = self._open_at(head, start)
         if not opens or not _judgable_opener(head, opens[0]):
             return None
         outer = opens[0]
@@ -375,7 +377,7 @@ class NamesSession(IdentifierSession):
                 return False  # its `for` may still come
             # a `for` follows the element: it binds the name, or the brackets must close first
             targets = _comprehension_targets(full, b, len(full))
-            if word in targets or open_brackets(full, len(full), "python", max_lines=40):
+            if word in targets or self._open_at(full, len(full)):
                 return False
         return True
 
@@ -393,7 +395,7 @@ class NamesSession(IdentifierSession):
         key = (s, full[gen_start:s] if s > gen_start else "")
         if key in self._legal:
             return self._legal[key]
-        idx, cursor_line, line_names = _cursor_scopes(self.ctx)
+        idx, cursor_line, line_names = self._scope_info()
         ls = self._logical_start(full, s)
         indent = len(full) - ls - len(full[ls:].lstrip(" \t"))
         scope = idx.scope_at(min(self.shift + ls, cursor_line) - 1, indent)
@@ -410,16 +412,37 @@ class NamesSession(IdentifierSession):
     def _logical_start(self, full: str, s: int) -> int:
         """Start of the logical line that holds ``full[s]`` (lines inside brackets or after a
         backslash continue the line before)."""
+        anchor = self._anchor()
         ls = line_start(full, s)
         for _ in range(8):
-            opens = open_brackets(full, ls, "python", max_lines=40) if ls else []
+            if ls <= anchor:
+                return anchor
+            opens = self._open_at(full, ls)
             if opens:
                 ls = line_start(full, opens[0])
-            elif ls >= 2 and full[ls - 2] == "\\":
+            elif full[ls - 2 : ls - 1] == "\\":
                 ls = line_start(full, ls - 1)
             else:
                 break
         return ls
+
+    def _anchor(self) -> int:
+        """Where the logical line holding the cursor starts, in window coordinates: a place
+        outside any string from which bracket scans are exact."""
+        if self._anchor_at is None:
+            idx, cursor_line, _ = self._scope_info()
+            self._anchor_at = max(0, idx.logical_start(cursor_line) - self.shift)
+        return self._anchor_at
+
+    def _scope_info(self) -> tuple[ScopeIndex, int, frozenset[str]]:
+        if self._scopes is None:
+            self._scopes = _cursor_scopes(self.ctx)
+        return self._scopes
+
+    def _open_at(self, full: str, s: int) -> list[int]:
+        """The brackets open at ``full[s]`` (from the cursor's logical line on), outermost first."""
+        anchor = self._anchor()
+        return open_brackets(full, s, "python", start=anchor) if s > anchor else []
 
     def prefetch(self) -> None:
         pass

@@ -103,9 +103,13 @@ class ScopeIndex:
         current = 0  # owner of the identifiers on the current logical line
         quote: str | None = None  # a triple-quoted string left open by an earlier line
         pos = 0
+        phys_starts = self._phys_starts = []  # every physical line's offset ...
+        phys_cont = self._phys_cont = []  # ... and whether it continues the logical line before
         for raw in text.split("\n"):
             start = pos
             pos += len(raw) + 1
+            phys_starts.append(start)
+            phys_cont.append(continues or quote is not None)
             if quote is not None:
                 end = raw.find(quote)
                 if end < 0:
@@ -141,6 +145,15 @@ class ScopeIndex:
         self._line_starts.append(pos)
         self._line_scopes.append(owner)
         return owner
+
+    def logical_start(self, pos: int) -> int:
+        """Where the logical line that a line starting at ``pos`` belongs to starts (``pos``
+        itself unless it continues an earlier line)."""
+        k = bisect.bisect_right(self._phys_starts, pos) - 1
+        if k < 0 or not self._phys_cont[k]:
+            return pos
+        j = bisect.bisect_right(self._line_starts, pos) - 1
+        return self._line_starts[j] if j >= 0 else 0
 
     def scope_at(self, pos: int, indent: int) -> int:
         """The scope a logical line starting at ``pos`` with ``indent`` would be in."""
