@@ -349,6 +349,26 @@ def test_plain_invents_a_member_monitored_does_not(engine):
 
 
 @pytest.mark.model
+def test_plain_invents_a_name_monitored_does_not(engine):
+    """In json/encoder.py the model wants ``class JSONEncoder(json.JSONEncoder)``; ``json`` is
+    not bound there (only its docstrings say it)."""
+    import builtins
+    import json.encoder
+
+    src = open(json.encoder.__file__).read()
+    cut = src.index("class JSONEncoder(") + len("class JSONEncoder(")
+    doc = src[:cut] + src[src.index("\n", cut) :]
+    engine.monitor_suite().runner.call(("warm-up",), timeout=120)
+    plain = engine.complete_text(doc, cut, options={"monitors": [], "line_mode": "single", "cache": False})
+    monitored = engine.complete_text(doc, cut, options={"line_mode": "single", "cache": False})
+    first = lambda s: re.match(r"\s*([A-Za-z_]\w*)", s).group(1)  # noqa: E731
+    resolves = lambda n: hasattr(json.encoder, n) or hasattr(builtins, n)  # noqa: E731
+    assert not resolves(first(plain.insert_text)), plain.insert_text
+    assert resolves(first(monitored.insert_text)), monitored.insert_text
+    assert monitored.stats["monitors"]["names"]["interventions"] >= 1
+
+
+@pytest.mark.model
 def test_a_monitor_that_raises_never_fails_the_completion(engine, monkeypatch):
     from monitors.python.names import MembersSession
 
