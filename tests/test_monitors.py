@@ -278,6 +278,10 @@ def test_names_golden(runner, small_vocab, source, generated, piece, verdict):
         ("def g(items):\n    return sorted(items, key=lambda ┃", "", "it: it[0])", True),
         ("def g(items):\n    with (open(items) as ┃", "", "fh):", True),
         ("def g(items):\n    return len(unknown_user┃", "", ")", True),  # typed by the user
+        ("def fibonacci(n):\n    return n\n\nprint(fibo┃", "", "(3))", False),  # ended by the model: judged
+        ("def fibonacci(n):\n    return n\n\nprint(fibo┃", "", "nacci(3))", True),
+        ("def fibonacci(n):\n    return n\n\nprint(fibo┃)", "(3)", "\n", False),  # the editor's ")" closes it
+        ("def fibonacci(n):\n    return n\n\nprint(fibo┃)", "nacci(3)", "\n", True),
     ],
 )
 def test_names_in_brackets_golden(runner, small_vocab, source, generated, piece, verdict):

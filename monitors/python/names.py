@@ -328,9 +328,19 @@ class NamesSession(IdentifierSession):
     # ---- deferred names: judged once no comprehension can bind them ---------------------------
     def _check(self, generated: str, text: str | None):
         verdict = super()._check(generated, text)
-        if verdict is False or isinstance(verdict, Rewind) or not text or _SEPARATORS.isdisjoint(text):
+        if verdict is False or isinstance(verdict, Rewind):
             return verdict
-        late = self._late_verdict(self.window + generated, text)
+        tail = text or ""
+        if text is None or "\n" in text:
+            # the suggestion's line ends: what the editor already shows after the cursor (an
+            # auto-inserted ")") closes its brackets
+            end = self.ctx.text.find("\n", self.ctx.cursor)
+            rest = self.ctx.text[self.ctx.cursor : end if end >= 0 else len(self.ctx.text)]
+            if rest.strip() and not rest.strip(" \t)]}:"):
+                tail = tail.split("\n", 1)[0] + rest
+        if _SEPARATORS.isdisjoint(tail):
+            return verdict
+        late = self._late_verdict(self.window + generated, tail)
         return verdict if late is None else late
 
     def _late_verdict(self, head: str, text: str) -> Rewind | None:
@@ -346,8 +356,8 @@ class NamesSession(IdentifierSession):
         full = head + text
         gen_start = len(self.window)
         for a, b in identifiers_from(full, max(outer, gen_start)):
-            if b <= self.cursor_at or b >= len(full):
-                continue  # typed by the user, or still growing
+            if b < self.cursor_at or b >= len(full):
+                continue  # typed by the user (the word ending at the cursor is the model's to end)
             word = full[a:b]
             if word[0].isdigit() or word in PY_KEYWORDS or full[a - 1 : a] == "." or _string_prefix(full, b, word):
                 continue
