@@ -38,9 +38,11 @@ def test_vscode_extension_in_code_server(tmp_path):
     env = dict(os.environ, NODE24=e["NODE24"], CODE_SERVER=e["CODE_SERVER"], CHROMIUM=e["CHROMIUM"],
                VSIX=str(ROOT / "vscode-extension" / "steercode.vsix"),  # this clone's, not the shared cache's
                STEERCODE=steercode, ARTIFACTS=str(ARTIFACTS))
+    (ARTIFACTS / "vscode-e2e.json").unlink(missing_ok=True)  # never read an earlier run's report
     p = subprocess.run(["node", str(ROOT / "vscode-extension" / "test" / "e2e.mjs")], env=env, cwd=ROOT / "vscode-extension",
                        capture_output=True, text=True, timeout=900)
     print(p.stdout[-4000:], p.stderr[-4000:])
+    assert (ARTIFACTS / "vscode-e2e.json").exists(), p.stderr[-4000:]
     report = json.loads((ARTIFACTS / "vscode-e2e.json").read_text())
     failed = {k: v for k, v in report["checks"].items() if not v["ok"]}
     assert not failed and p.returncode == 0, failed

@@ -209,6 +209,7 @@ def test_members_allows_new_attribute_definitions(runner, small_vocab):
         ("def f(a):\n    pass\n\nf(\n    1┃", "", ",\n", True),  # one argument per line: trailing comma
         ("print(┃", "", "1, 2, sep=', ')", True),
         ("print(┃", "", "1, bogus=2)", False),
+        ("print(┃", "", "1, bogus = 2)", False),  # spaced keywords are keywords too
     ],
 )
 def test_calls_golden(runner, small_vocab, source, generated, piece, verdict):

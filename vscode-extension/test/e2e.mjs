@@ -184,7 +184,8 @@ try {
   }));
   const finalCol = curLine.indexOf(typed) + typed.length;
   const forFinal = served.filter((s) => s.character === finalCol);
-  const stale = ghosts.trim().length > 0 && !forFinal.some((s) => s.text.startsWith(ghosts.trim().slice(0, 8)) || ghosts.includes(s.text.slice(0, 8)));
+  const shown = ghosts.replace(/\u00a0/g, " ").trim(); // the editor renders spaces as U+00A0
+  const stale = shown.length > 0 && !forFinal.some((s) => s.text.trim().startsWith(shown.slice(0, 8)) || shown.includes(s.text.trim().slice(0, 8)));
   check("no stale suggestion after fast typing", !stale && curLine.trimStart().startsWith(typed), {
     ghost: ghosts, line: curLine, served_for_final_position: forFinal.length, requests_served: served.length,
   });
