@@ -12,6 +12,7 @@ from collections.abc import Iterator
 __all__ = [
     "after_member_dot",
     "code_state",
+    "code_tokens",
     "identifiers_from",
     "is_word",
     "line_start",
@@ -92,6 +93,35 @@ def code_state(text: str, pos: int, *, python: bool = True) -> str:
             continue
         i += 1
     return "string" if quote else "code"
+
+
+def code_tokens(text: str, i: int, end: int) -> Iterator[tuple[int, str]]:
+    """(index, token) through ``text[i:end]`` outside strings and comments (``#``), where a token
+    is a whole run of identifier characters or any other single character but spaces."""
+    quote: str | None = None
+    while i < end:
+        ch = text[i]
+        if quote:
+            i, quote = string_step(text, i, quote)
+            continue
+        if ch == "#":
+            nl = text.find("\n", i, end)
+            i = end if nl < 0 else nl + 1
+            continue
+        if ch in "\"'":
+            quote = string_open(text, i)
+            i += len(quote)
+            continue
+        if is_word(ch):
+            j = i + 1
+            while j < end and is_word(text[j]):
+                j += 1
+            yield i, text[i:j]
+            i = j
+            continue
+        if ch not in " \t":
+            yield i, ch
+        i += 1
 
 
 def prev_significant(text: str, pos: int) -> tuple[str, int]:

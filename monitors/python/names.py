@@ -15,12 +15,11 @@ from ..syntax import cursor_in_code, open_brackets
 from ..textscan import (
     after_member_dot,
     code_state,
+    code_tokens,
     identifiers_from,
     is_word,
     line_start,
     prev_significant,
-    string_open,
-    string_step,
     trailing_word_start,
     word_before,
 )
@@ -458,6 +457,7 @@ class NamesSession(IdentifierSession):
         pass
 
 
+_OPEN = frozenset("([{")
 _CLOSE = frozenset(")]}")
 _SEPARATORS = frozenset(",)]}")
 _NOT_USES_AFTER = frozenset({"for", "as", "def", "class", "lambda", "import", "global", "nonlocal", "del", "with"})
@@ -477,43 +477,22 @@ class _Level:
 def _scan_levels(full: str, outer: int, s: int) -> list[_Level]:
     """The brackets open at ``s``, from the one at ``outer`` (skipping strings and comments)."""
     stack: list[_Level] = []
-    i = outer
-    quote: str | None = None
-    while i < s:
-        ch = full[i]
-        if quote:
-            i, quote = string_step(full, i, quote)
-            continue
-        if ch == "#":
-            nl = full.find("\n", i, s)
-            i = s if nl < 0 else nl + 1
-            continue
-        if ch in "\"'":
-            quote = string_open(full, i)
-            i += len(quote)
-            continue
-        if ch in "([{":
-            stack.append(_Level(ch))
-        elif ch in _CLOSE:
+    for i, tok in code_tokens(full, outer, s):
+        if tok in _OPEN:
+            stack.append(_Level(tok))
+        elif tok in _CLOSE:
             if stack:
                 stack.pop()
-        elif stack and ch == ",":
-            stack[-1].comma = True
-        elif stack and is_word(ch):
-            j = i + 1
-            while j < s and is_word(full[j]):
-                j += 1
-            w = full[i:j]
-            top = stack[-1]
-            if w == "for" and full[i - 1 : i] != ".":
-                top.comprehension = top.target = True
-            elif w == "in" and top.target:
-                top.target = False
-            elif w == "lambda":
-                top.binds = True
-            i = j
+        elif not stack:
             continue
-        i += 1
+        elif tok == ",":
+            stack[-1].comma = True
+        elif tok == "for" and full[i - 1 : i] != ".":
+            stack[-1].comprehension = stack[-1].target = True
+        elif tok == "in" and stack[-1].target:
+            stack[-1].target = False
+        elif tok == "lambda":
+            stack[-1].binds = True
     return stack
 
 
@@ -550,40 +529,21 @@ def _events_after(full: str, i: int, n: int) -> list[str | None]:
     or "close" at that bracket's own level after ``i`` (None: nothing yet)."""
     events: list[str | None] = [None] * n
     level = depth = 0
-    quote: str | None = None
-    end = len(full)
-    while i < end and level < n:
-        ch = full[i]
-        if quote:
-            i, quote = string_step(full, i, quote)
-            continue
-        if ch == "#":
-            nl = full.find("\n", i)
-            i = end if nl < 0 else nl + 1
-            continue
-        if ch in "\"'":
-            quote = string_open(full, i)
-            i += len(quote)
-            continue
-        if ch in "([{":
+    for j, tok in code_tokens(full, i, len(full)):
+        if tok in _OPEN:
             depth += 1
-        elif ch in _CLOSE:
+        elif tok in _CLOSE:
             if depth:
                 depth -= 1
-            else:
-                events[level] = events[level] or "close"
-                level += 1
-        elif depth == 0 and ch == ",":
+                continue
+            events[level] = events[level] or "close"
+            level += 1
+            if level == n:
+                break
+        elif depth == 0 and tok == ",":
             events[level] = events[level] or "comma"
-        elif depth == 0 and is_word(ch):
-            j = i + 1
-            while j < end and is_word(full[j]):
-                j += 1
-            if full[i:j] == "for" and full[i - 1 : i] != ".":
-                events[level] = events[level] or "for"
-            i = j
-            continue
-        i += 1
+        elif depth == 0 and tok == "for" and full[j - 1 : j] != ".":
+            events[level] = events[level] or "for"
     return events
 
 
@@ -591,16 +551,13 @@ def _comprehension_targets(full: str, a: int, b: int) -> set[str]:
     """Names bound by the `for` target lists in ``full[a:b]`` (code only)."""
     out: set[str] = set()
     collecting = False
-    for s, e in identifiers_from(full, a):
-        if s >= b:
-            break
-        w = full[s:e]
-        if w == "for" and full[s - 1 : s] != "." and code_state(full, s) == "code":
+    for i, tok in code_tokens(full, a, b):
+        if tok == "for" and full[i - 1 : i] != ".":
             collecting = True
-        elif w == "in" and collecting:
+        elif tok == "in" and collecting:
             collecting = False
-        elif collecting:
-            out.add(w)
+        elif collecting and is_word(tok[0]):
+            out.add(tok)
     return out
 
 

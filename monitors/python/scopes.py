@@ -65,16 +65,21 @@ class _Line:
         self.backslash = text.endswith("\\")
 
 
+def _memo(cache: dict, key, limit: int, make):
+    """``cache[key]``, made with ``make()`` when missing (the cache is emptied past ``limit``)."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) > limit:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
 _lines: dict[str, _Line] = {}
 
 
 def _line(text: str) -> _Line:
-    ln = _lines.get(text)
-    if ln is None:
-        if len(_lines) > 200_000:
-            _lines.clear()
-        ln = _lines[text] = _Line(text)
-    return ln
+    return _memo(_lines, text, 200_000, lambda: _Line(text))
 
 
 class _Scope:
@@ -183,10 +188,4 @@ _cache: dict[tuple[int, int], ScopeIndex] = {}
 
 def scope_index(text: str) -> ScopeIndex:
     """The index of ``text``, cached for the last few document versions."""
-    k = (len(text), hash(text))
-    idx = _cache.get(k)
-    if idx is None:
-        if len(_cache) > 8:
-            _cache.clear()
-        idx = _cache[k] = ScopeIndex(text)
-    return idx
+    return _memo(_cache, (len(text), hash(text)), 8, lambda: ScopeIndex(text))
