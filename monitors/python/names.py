@@ -348,11 +348,11 @@ class NamesSession(IdentifierSession):
         wrong. A bracket can bind the names of its element until a comma or its end shows the
         element is not a comprehension's, or a `for` shows which names it binds."""
         start = len(head)
-        opens = self._open_at(head, start)
-        if not opens or not _judgable_opener(head, opens[0]):
-            return None
-        outer = opens[0]
         full = head + text
+        opens = self._open_at(head, start) or [i for i, tok in code_tokens(full, start, len(full)) if tok in _OPEN][:1]
+        if not opens or not _judgable_opener(full, opens[0]):
+            return None  # no brackets (before or in this token), or brackets of bindings
+        outer = opens[0]
         gen_start = len(self.window)
         for a, b in identifiers_from(full, max(outer, gen_start)):
             if b < self.cursor_at or b >= len(full):

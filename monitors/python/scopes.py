@@ -145,11 +145,10 @@ class ScopeIndex:
             scopes[owner].names.add(h.group(2))  # the name is bound where the def/class is
             stack.append(len(scopes) - 1)
             owner = len(scopes) - 1  # parameters and bases are on the header line
-        elif _GLOBAL.match(line):
-            owner = 0
         self._line_starts.append(pos)
         self._line_scopes.append(owner)
-        return owner
+        # `global x` / `nonlocal x`: the line is in its function, its names count at module level
+        return 0 if _GLOBAL.match(line) else owner
 
     def logical_start(self, pos: int) -> int:
         """Where the logical line that a line starting at ``pos`` belongs to starts (``pos``
