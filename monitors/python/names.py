@@ -255,8 +255,8 @@ class NamesSession(IdentifierSession):
         """Does an identifier at ``full[s]`` start an expression (a use, not a binding)?
 
         Inside brackets a name may still be bound by a comprehension that comes later
-        (``[x for x in xs]``). Such a name is judged when its outermost bracket closes
-        (``deferred``, see ``_late_verdict``), not when it is written.
+        (``[x for x in xs]``). Such a name is judged once a comma, a closing bracket or the
+        `for` settles that (``deferred``, see ``_late_verdict``), not when it is written.
         """
         ch, i = prev_significant(full, s)
         if not ch:
