@@ -165,6 +165,14 @@ def call_sites(path: str, text: str) -> list[Site]:
     return sites
 
 
+#: task -> (where its sites are, the worker job that gives a site's truth)
+_TASKS: dict[str, tuple[Callable[[str, str], list[Site]], str]] = {
+    "members": (member_sites, "py-members-truth"),
+    "calls": (call_sites, "py-signatures-truth"),
+    "names": (name_sites, "py-scope-truth"),
+}
+
+
 def _norm(s: str) -> str:
     return _WS.sub(" ", s).strip()
 
@@ -232,7 +240,7 @@ def run_eval(
                 files.append((str(f), f.read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError) as exc:
                 log.warning("skipping %s: %s", f, exc)
-    finder = {"members": member_sites, "calls": call_sites, "names": name_sites}[task]
+    finder, truth_kind = _TASKS[task]
     all_sites = [s for path, text in files for s in finder(path, text)]
     rnd = random.Random(seed)
     chosen = rnd.sample(all_sites, min(sites, len(all_sites)))
@@ -252,8 +260,7 @@ def run_eval(
     errors_cache: dict[str, int] = {}
     for k, site in enumerate(chosen):
             # truth: jedi, with its default settings, at the site in the *original* file
-        kind = {"members": "py-members-truth", "calls": "py-signatures-truth", "names": "py-scope-truth"}[task]
-        truth = runner.call((kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
+        truth = runner.call((truth_kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
         if not truth:
             skipped += 1
             continue

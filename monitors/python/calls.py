@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..base import TIMEOUT, AnalysisRunner, MonitorContext, MonitorStats, Pending
-from ..textscan import is_word, prev_significant, string_open, string_step, word_before
+from ..textscan import code_tokens, is_word, prev_significant, string_open, string_step, word_before
 from .jedi_analysis import (
     KEYWORD_ONLY,
     POSITIONAL_ONLY,
@@ -72,31 +72,15 @@ def parse_args(args_text: str) -> list[Arg]:
     """Split the text inside a call's parentheses at top-level commas."""
     out: list[str] = []
     depth = 0
-    quote: str | None = None
     cur_start = 0
-    i = 0
-    n = len(args_text)
-    while i < n:
-        ch = args_text[i]
-        if quote:
-            i, quote = string_step(args_text, i, quote)
-            continue
-        if ch in "\"'":
-            quote = string_open(args_text, i)
-            i += len(quote)
-            continue
-        if ch == "#":
-            nl = args_text.find("\n", i)
-            i = n if nl < 0 else nl
-            continue
-        if ch in "([{":
+    for i, tok in code_tokens(args_text, 0, len(args_text)):
+        if tok in ("(", "[", "{"):
             depth += 1
-        elif ch in ")]}":
+        elif tok in (")", "]", "}"):
             depth -= 1
-        elif ch == "," and depth == 0:
+        elif tok == "," and depth == 0:
             out.append(args_text[cur_start:i])
             cur_start = i + 1
-        i += 1
     out.append(args_text[cur_start:])
     return [_classify(a) for a in out]
 

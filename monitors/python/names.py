@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import logging
 import re
@@ -245,8 +246,6 @@ class NamesSession(IdentifierSession):
         super().__init__(*a, **k)
         self._level_memo: dict[tuple[int, str], list[_Level] | None] = {}
         self._visible: dict[int, tuple[frozenset[str], NameSet]] = {}
-        self._anchor_at: int | None = None
-        self._scopes: tuple[ScopeIndex, int, frozenset[str]] | None = None
 
     def in_context(self, full: str, s: int) -> bool:
         return self._use_at(full, s, deferred=False)
@@ -319,8 +318,7 @@ class NamesSession(IdentifierSession):
             return False
         if not complete:
             return levels[-1].opener == "("  # may become a keyword argument or a walrus target
-        rest = full[e:].lstrip(" \t")
-        if rest.startswith(":=") or (rest[:1] == "=" and rest[1:2] != "="):
+        if _bound_by_what_follows(full, e):
             return True  # a keyword argument (the calls monitor's business) or a walrus target
         return self.rewind_from(legal, word, s)
 
@@ -360,14 +358,13 @@ class NamesSession(IdentifierSession):
             word = full[a:b]
             if word[0].isdigit() or word in PY_KEYWORDS or full[a - 1 : a] == "." or _string_prefix(full, b, word):
                 continue
-            rest = full[b:].lstrip(" \t")
-            if rest.startswith(":=") or (rest[:1] == "=" and rest[1:2] != "="):
+            if _bound_by_what_follows(full, b):
                 continue  # a keyword argument or a walrus target
             levels = self._levels(full, a)
             if not levels or not self._use_at(full, a, deferred=True):
                 continue  # after the outermost closer (judged as usual), or not a use
             legal = self.legal_at(full, a)
-            if legal is None or legal.admits(word, True):
+            if legal.admits(word, True):
                 continue
             if not self._unbindable(full, b, word, levels):
                 continue
@@ -404,7 +401,7 @@ class NamesSession(IdentifierSession):
         key = (s, full[gen_start:s] if s > gen_start else "")
         if key in self._legal:
             return self._legal[key]
-        idx, cursor_line, line_names = self._scope_info()
+        idx, cursor_line, line_names = self._scope_info
         ls = self._logical_start(full, s)
         indent = len(full) - ls - len(full[ls:].lstrip(" \t"))
         scope = idx.scope_at(min(self.shift + ls, cursor_line) - 1, indent)
@@ -421,7 +418,7 @@ class NamesSession(IdentifierSession):
     def _logical_start(self, full: str, s: int) -> int:
         """Start of the logical line that holds ``full[s]`` (lines inside brackets or after a
         backslash continue the line before)."""
-        anchor = self._anchor()
+        anchor = self._anchor
         ls = line_start(full, s)
         for _ in range(8):
             if ls <= anchor:
@@ -435,22 +432,20 @@ class NamesSession(IdentifierSession):
                 break
         return ls
 
+    @functools.cached_property
     def _anchor(self) -> int:
         """Where the logical line holding the cursor starts, in window coordinates: a place
         outside any string from which bracket scans are exact."""
-        if self._anchor_at is None:
-            idx, cursor_line, _ = self._scope_info()
-            self._anchor_at = max(0, idx.logical_start(cursor_line) - self.shift)
-        return self._anchor_at
+        idx, cursor_line, _ = self._scope_info
+        return max(0, idx.logical_start(cursor_line) - self.shift)
 
+    @functools.cached_property
     def _scope_info(self) -> tuple[ScopeIndex, int, frozenset[str]]:
-        if self._scopes is None:
-            self._scopes = _cursor_scopes(self.ctx)
-        return self._scopes
+        return _cursor_scopes(self.ctx)
 
     def _open_at(self, full: str, s: int) -> list[int]:
         """The brackets open at ``full[s]`` (from the cursor's logical line on), outermost first."""
-        anchor = self._anchor()
+        anchor = self._anchor
         return open_brackets(full, s, "python", start=anchor) if s > anchor else []
 
     def prefetch(self) -> None:
@@ -519,6 +514,12 @@ def _judgable_opener(full: str, outer: int) -> bool:
 _STRING_PREFIXES = frozenset({"r", "u", "f", "b", "br", "rb", "fr", "rf", "t", "tr", "rt"})
 
 
+def _bound_by_what_follows(full: str, e: int) -> bool:
+    """Is the name ending at ``full[e]`` a keyword argument's (``key=``) or a walrus target?"""
+    rest = full[e:].lstrip(" \t")
+    return rest.startswith(":=") or (rest[:1] == "=" and rest[1:2] != "=")
+
+
 def _string_prefix(full: str, e: int, word: str) -> bool:
     """``f`` in ``f"..."``: a string prefix, not a name."""
     return full[e : e + 1] in ("'", '"') and word.lower() in _STRING_PREFIXES
@@ -565,12 +566,21 @@ def _cursor_scopes(ctx: MonitorContext) -> tuple[ScopeIndex, int, frozenset[str]
     """The scope index of the document without the cursor's line (so typing on one line keeps
     hitting the cache), where that line starts, and the identifiers on it but the one at the
     cursor (a half-typed ``fibo`` is not a name the document uses)."""
+    global _last_cursor_scopes
+    last = _last_cursor_scopes  # one read: another thread may replace it meanwhile
+    if last[0] is ctx:
+        return last[1]
     text, cursor = ctx.text, ctx.cursor
     ls = line_start(text, cursor)
     le = text.find("\n", cursor)
     le = len(text) if le < 0 else le
     idx = scope_index(text[:ls] + text[le + 1 :])
-    return idx, ls, frozenset(_IDENT.findall(_without_word_at(text[ls:le], cursor - ls)))
+    result = (idx, ls, frozenset(_IDENT.findall(_without_word_at(text[ls:le], cursor - ls))))
+    _last_cursor_scopes = (ctx, result)
+    return result
+
+
+_last_cursor_scopes: tuple = (None, None)  # (context, answer): the monitors of one request share it
 
 
 def _without_word_at(text: str, cursor: int) -> str:

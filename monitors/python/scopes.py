@@ -167,18 +167,16 @@ class ScopeIndex:
             scope = self.scopes[scope].parent
         return scope
 
-    def visible(self, scope: int) -> frozenset[str] | set[str]:
+    def visible(self, scope: int) -> frozenset[str]:
         """Names a line in ``scope`` can see: its own, its enclosing functions', the module's."""
         if scope == 0:
             return self._module
-        out = set(self._module)
-        first = True
+        out = self._module | self.scopes[scope].names
+        scope = self.scopes[scope].parent
         while scope > 0:
-            sc = self.scopes[scope]
-            if first or not sc.is_class:
-                out |= sc.names
-            first = False
-            scope = sc.parent
+            if not self.scopes[scope].is_class:
+                out |= self.scopes[scope].names
+            scope = self.scopes[scope].parent
         return out
 
 
