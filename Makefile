@@ -49,7 +49,7 @@ test-no-editors: setup
 	$(PY) -m pytest -q -m "not editor"
 
 lint: setup
-	$(VENV)/bin/ruff check lsp_server completion monitors tests
+	$(VENV)/bin/ruff check lsp_server completion monitors tests benchmarks
 
 doctor: setup
 	$(VENV)/bin/steercode doctor

@@ -456,60 +456,13 @@ def test_fast_used_names_equal_parsos_own():
     assert all([(n.value, n.start_pos) for n in ours[k]] == [(n.value, n.start_pos) for n in ref[k]] for k in ref)
 
 
-def _stdlib_lines(n_per_file: int = 60):
-    """(document without the line, cursor, the line's text) for indented code lines of a few
-    standard-library modules, sampled with a fixed seed."""
-    import argparse
-    import functools
-    import json.encoder
-    import random
-
-    for mod in (json.encoder, argparse, functools):
-        text = open(mod.__file__).read()
-        starts, pos = [], 0
-        for ln in text.split("\n"):
-            ind = len(ln) - len(ln.lstrip(" "))
-            if ln.strip() and ind >= 4 and not ln.strip().startswith(("#", '"', "'")):
-                starts.append((pos + ind, pos + len(ln)))
-            pos += len(ln) + 1
-        for a, b in random.Random(0).sample(starts, min(n_per_file, len(starts))):
-            yield text[:a] + text[b:], a, text[a:b]
-
-
-def _feed(session, line: str, size: int) -> bool:
-    """Does the session accept ``line`` (then a newline), given ``size`` characters at a time?"""
-    gen = ""
-    for piece in [line[i : i + size] for i in range(0, len(line), size)] + ["\n"]:
-        if not session.check(gen, 1, piece):
-            return False
-        gen += piece
-    return True
-
-
-def test_names_monitor_accepts_real_code_and_rejects_misspelt_names(small_vocab):
+def test_names_monitor_accepts_real_code_and_rejects_misspelt_names():
     """The original lines of real modules all pass (no false rejections); the same lines with one
-    name misspelt are mostly caught (bindings such as `for` targets are rightly let through)."""
-    import keyword
+    name misspelt are mostly caught (bindings such as `for` targets are rightly let through).
+    The measurement is benchmarks/names_on_real_code.py's, on three of its modules."""
+    from benchmarks.names_on_real_code import measure
 
-    r = AnalysisRunner(process=False)
-    try:
-        m = NamesMonitor(r, 20000)
-        accepted = caught = mutated = 0
-        rnd = __import__("random").Random(1)
-        for doc, cur, line in _stdlib_lines():
-            ctx = MonitorContext(text=doc, offset=cur, cursor=cur, language="python", path=None, vocab=small_vocab)
-            if m.start(ctx) is None:
-                continue  # the monitor declines (inside a string, say)
-            assert _feed(m.start(ctx), line, 3), line  # a false rejection
-            accepted += 1
-            uses = [u for u in re.finditer(r"(?<![.\w'\"])[A-Za-z_]\w*", line) if u.start() > 0
-                    and not keyword.iskeyword(u.group()) and not re.match(r"\s*=(?!=)", line[u.end():])
-                    and line.count('"', 0, u.start()) % 2 == 0 and line.count("'", 0, u.start()) % 2 == 0]
-            if uses:
-                u = rnd.choice(uses)
-                mutated += 1
-                caught += not _feed(m.start(ctx), line[: u.end()] + "zq" + line[u.end():], 3)
-        assert accepted >= 120
-        assert caught / mutated >= 0.6, (caught, mutated)
-    finally:
-        r.shutdown()
+    r = measure(modules=("json.encoder", "argparse", "functools"), per_module=60)
+    assert r["rejected"] == []  # false rejections
+    assert r["lines"] >= 120
+    assert r["caught"] / r["mutated"] >= 0.6, r
