@@ -56,6 +56,12 @@ class IdentifierSession:
         self._counted: set[tuple[int, str]] = set()
         self._after_digest = hashlib.blake2b(self.after.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
+    @property
+    def typed(self) -> str:
+        """The window up to the cursor: token healing moves the decode start back over what the
+        user typed last (``self`` in ``self┃``), but that text is already there."""
+        return self.window + self.ctx.text[self.ctx.offset : self.ctx.cursor]
+
     # ---- subclass hooks --------------------------------------------------------------------
     def in_context(self, full: str, s: int) -> bool:
         """Is the identifier starting at ``full[s]`` one this monitor constrains?"""
@@ -117,7 +123,7 @@ class IdentifierSession:
 
     def prefetch(self) -> None:
         """Start the analysis for the cursor's own trigger now, in parallel with the prompt."""
-        full = self.window
+        full = self.typed
         s = trailing_word_start(full)
         if self.in_context(full, s):
             before = self._before(full, s)

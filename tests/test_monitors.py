@@ -195,6 +195,40 @@ def test_members_allows_new_attribute_definitions(runner, small_vocab):
     assert isinstance(v, Rewind)
 
 
+@pytest.mark.parametrize("healed", [0, 2, 4])
+def test_members_prefetch_after_a_known_name_with_token_healing(small_vocab, healed):
+    """At ``parser┃`` the member analysis of ``parser.`` starts at once, also when token healing
+    moved the decode start back over the end of the name (it nearly always does)."""
+    text = "import argparse\nparser = argparse.ArgumentParser()\nparser"
+    jobs = []
+
+    class Spy(AnalysisRunner):
+        def submit(self, key, job, aliases=()):
+            jobs.append(job)
+            return super().submit(key, job, aliases)
+
+    spy = Spy(process=False)
+    try:
+        ctx = MonitorContext(text=text, offset=len(text) - healed, cursor=len(text), language="python", path=None,
+                             vocab=small_vocab)
+        assert MembersMonitor(spy, 20000).start(ctx) is not None
+        assert [j[0] for j in jobs] == ["py-members"] and jobs[0][1] == text + "."
+    finally:
+        spy.shutdown()
+
+
+def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab):
+    """Another class's ``self.emitted`` is no evidence for this class's ``self.emitted = ...``;
+    an object that is not a method's ``self`` keeps the whole document as evidence."""
+    other = "class Handler:\n    def emit(self):\n        self.emitted = True\n\n"
+    src = other + "class A:\n    def __init__(self, size):\n        self.┃\n\n    def area(self):\n        return self.size\n"
+    m = MembersMonitor(runner, 20000)
+    assert check(m, src, "", "size = size", small_vocab)
+    assert not check(m, src, "", "emitted = True", small_vocab)
+    src = other + "def configure(obj):\n    obj.┃\n\nclass B:\n    def g(self, obj):\n        obj.emitted = 1\n"
+    assert check(m, src, "", "emitted = 1", small_vocab)
+
+
 @pytest.mark.parametrize(
     "source, generated, piece, verdict",
     [

@@ -93,27 +93,34 @@ class MembersSession(IdentifierSession):
 
     def _binding(self, full: str, s: int) -> NameSet | None:
         """Names an attribute *definition* may use at ``full[s]`` (``self.x = ...`` at the start
-        of a statement): the attributes this object is used with anywhere in the document, and
-        the parameters of the enclosing function (``self.size = size``). None: not a target.
+        of a statement): the attributes this object is used with anywhere in the document (for a
+        method's ``self``: anywhere in its class), and the parameters of the enclosing function
+        (``self.size = size``). None: not a target.
         """
         start = _dotted_start(full, s - 1)
         if start is None:
             return None
-        ls = line_start(full, s)
-        if full[ls:start].strip():
+        indent = start - line_start(full, s)
+        if full[start - indent : start].strip():
             return None  # not at the start of the statement
         root = full[start : s - 1]
         cached = self._bindings.get(root)
         if cached is not None:
             return cached
-        text = self.ctx.text
-        cl = text.rfind("\n", 0, self.ctx.cursor) + 1
-        ce = text.find("\n", self.ctx.cursor)
-        doc = text[:cl] + (text[ce:] if ce >= 0 else "")  # the line being written defines nothing yet
-        names = set(re.findall(r"\b" + re.escape(root) + r"\.([A-Za-z_]\w*)", doc))
+        text, cursor = self.ctx.text, self.ctx.cursor
+        idx, ls, _ = _cursor_scopes(self.ctx)
+        le = text.find("\n", cursor)
+        doc = text[:ls] + (text[le + 1 :] if le >= 0 else "")  # the line being written defines nothing yet
         header = re.search(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n(?![\s\S]*\n[ \t]*def\s)", full[max(0, s - 20000) : s])
-        if header:
-            names |= set(re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)))
+        params = re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
+        if params and root == params[0]:
+            # ``self.x = ...`` in a method: the attributes this class's methods use, not those
+            # of every class in the file (another class's ``self.emit`` is no evidence)
+            span = idx.class_span(ls, indent)
+            if span is not None:
+                doc = doc[span[0] : span[1]]
+        names = set(re.findall(r"\b" + re.escape(root) + r"\.([A-Za-z_]\w*)", doc))
+        names.update(params)
         ns = NameSet(names)
         self._bindings[root] = ns
         return ns
@@ -150,7 +157,7 @@ class MembersSession(IdentifierSession):
         super().prefetch()
         # predictive: the cursor is right after a name the document knows (``self``, ``os.path``,
         # ``parser``): the user is likely to type "." next, so analyse that now, on the other core
-        full = self.window
+        full = self.typed
         end = len(full)
         if end and is_word(full[end - 1]) and not self.ctx.text[self.ctx.cursor : self.ctx.cursor + 1].strip("\n"):
             start = _dotted_start(full + ".", end)

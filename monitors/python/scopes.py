@@ -130,6 +130,7 @@ class ScopeIndex:
             depth = max(0, depth + ln.delta)
             quote = ln.open_quote
             continues = depth > 0 or ln.backslash or quote is not None
+        self._length = len(text)
         for sc in scopes:
             self.all_names |= sc.names
         self._module = frozenset(scopes[0].names)
@@ -166,6 +167,27 @@ class ScopeIndex:
         while scope > 0 and self.scopes[scope].indent >= indent:
             scope = self.scopes[scope].parent
         return scope
+
+    def class_span(self, pos: int, indent: int) -> tuple[int, int] | None:
+        """Offsets of the innermost ``class`` (header to end of body) around a logical line that
+        would start at ``pos`` with ``indent``; None outside any class."""
+        cls = self.scope_at(pos, indent)
+        while cls > 0 and not self.scopes[cls].is_class:
+            cls = self.scopes[cls].parent
+        if cls <= 0:
+            return None
+        first = self._line_scopes.index(cls)  # the header is the first line the class owns
+
+        def inside(scope: int) -> bool:
+            while scope > cls:  # scopes are numbered in document order: ancestors come first
+                scope = self.scopes[scope].parent
+            return scope == cls
+
+        k = first + 1
+        while k < len(self._line_scopes) and inside(self._line_scopes[k]):
+            k += 1
+        end = self._line_starts[k] if k < len(self._line_starts) else self._length
+        return self._line_starts[first], end
 
     def visible(self, scope: int) -> frozenset[str]:
         """Names a line in ``scope`` can see: its own, its enclosing functions', the module's."""
