@@ -17,10 +17,13 @@ truth is jedi's signatures there; a completion is valid when the arguments it ge
 matching ``)``) fit one of them.
 
 Timing follows the editor: the dot is the keystroke being answered. Before each timed request
-the same mode answers the previous keystroke (the document without that dot, untimed), as an
-editor would have asked; so both modes start from a warm KV cache, and the monitored mode from
-whatever it could prepare during that keystroke (it predicts the member analysis for the name
-before the cursor). Calls: the previous keystroke is the document without the "(".
+the same mode answers the two keystrokes before it (the document without the last two
+characters, then without the dot; untimed, one token each) as an editor typing without a
+pause would have asked; so both modes start from a warm KV cache, and the monitored mode from
+whatever it could prepare during the keystroke right before (it predicts the member analysis for
+the name before the cursor) -- a head start of that one short request, less than the pause
+between two keystrokes of a fast typist. Calls: the previous keystroke is the document
+without the "(".
 """
 
 from __future__ import annotations
@@ -266,14 +269,22 @@ def run_eval(
             continue
         doc = site.document
         base_req = dict(text=doc, offset=site.offset, language="python", path=site.path)
-        prev = dict(text=doc[: site.offset - 1] + doc[site.offset :], offset=site.offset - 1, language="python", path=site.path)
+        # the two keystrokes before the site's: the first moves the model's context to this
+        # document (a new site re-evaluates much of the prompt: seconds, nothing like typing),
+        # the second is the keystroke right before, whose request starts the analyses an editor
+        # would have started then (monitors prefetch ``self.`` while the user types ``self``)
+        prevs = [
+            dict(text=doc[: site.offset - k] + doc[site.offset :], offset=site.offset - k, language="python", path=site.path)
+            for k in (2, 1)
+        ]
         if site.path not in errors_cache:
             errors_cache[site.path] = _errors(site.text)
         for mode in ("plain", "monitored"):
             opts = dict(base_opts)
             if mode == "plain":
                 opts["monitors"] = []
-            engine.complete(CompletionRequest(**prev, options={**opts, "max_tokens": 1}))  # the previous keystroke
+            for prev in prevs:
+                engine.complete(CompletionRequest(**prev, options={**opts, "max_tokens": 1}))
             t0 = time.perf_counter()
             comp = engine.complete(CompletionRequest(**base_req, options=opts))
             ms = (time.perf_counter() - t0) * 1000
@@ -305,6 +316,8 @@ def run_eval(
                 "context": doc[max(0, site.offset - 60) : site.offset],
                 "truth": site.truth_name,
                 "stop": comp.stats.get("stop_reason"),
+                "timing": {k: comp.stats.get(k) for k in ("prompt_ms", "decode_ms", "constraint_ms", "generated_tokens",
+                                                        "prompt_eval_tokens", "eval_calls", "pending_wait_ms")},
             }
             modes[mode].append(rec)
             if mode == "monitored":
@@ -313,6 +326,7 @@ def run_eval(
                     overheads.append(st["monitor_overhead_ms"] / st["constrained_tokens"])
                 for mon in st.get("monitors", {}).values():
                     analysis_ms.extend(mon.get("analysis_ms", []))
+                rec["timeouts"] = {n: m["timeouts"] for n, m in st.get("monitors", {}).items() if m.get("timeouts")}
         if (k + 1) % 10 == 0:
             progress(f"{k + 1}/{len(chosen)} sites")
     report: dict[str, Any] = {
