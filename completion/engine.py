@@ -68,7 +68,8 @@ def _first_line_end(after: str) -> int | None:
 
 @dataclass
 class _Continuation:
-    """What ``run_background`` needs to finish a multi-line suggestion cut after its first line."""
+    """What ``run_background`` needs to finish a suggestion cut after its first line or when its
+    time budget ran out."""
 
     req: CompletionRequest
     settings: Settings
@@ -415,6 +416,8 @@ class Engine:
             constraints.append(HealingConstraint(healing, m.vocab))
         first_line = mode.multiline and s.first_line_fast
         first_cut: list[int] = []
+        budget_end = t_start + s.time_budget_ms / 1000 if s.first_line_fast and s.time_budget_ms else None
+        budget_cut: list[int] = []
 
         def stop(gen: str) -> int | None:
             for mk in markers:
@@ -432,6 +435,11 @@ class Engine:
                 if f is not None:
                     first_cut.append(f)
                     return f + len(healing)
+            if budget_end is not None and time.perf_counter() >= budget_end:
+                shown = gen[len(healing) :]
+                if shown.strip() and not (shown[-1].isalnum() or shown[-1] == "_"):  # not in the middle of a word
+                    budget_cut.append(len(gen))
+                    return len(gen)
             return None
 
         drafter = self._drafter(req, m, prompt) if s.drafting and m.backend.batch_invariant else None
@@ -455,6 +463,8 @@ class Engine:
             if k >= 0:
                 after = after[:k]
         stopped_at_first_line = bool(first_cut) and result.stats.stop_reason == "stop rule" and not rules.reason
+        stopped_on_budget = bool(budget_cut) and result.stats.stop_reason == "stop rule" and not rules.reason
+        unfinished = stopped_at_first_line or stopped_on_budget
         text = rules.finish(after)
         if "\r\n" in req.text and "\n" in text:
             text = text.replace("\n", "\r\n")
@@ -474,6 +484,8 @@ class Engine:
             stats["stop_reason"] = rules.reason
         if stopped_at_first_line:
             stats["stop_reason"] = "first line (the rest continues in the background)"
+        elif stopped_on_budget:
+            stats["stop_reason"] = "time budget (the rest continues in the background)"
         stats.update(
             cache_hit=False,
             template=prompt.template,
@@ -487,9 +499,9 @@ class Engine:
             total_ms=round((time.perf_counter() - t_start) * 1000, 2),
         )
         if s.cache and text and range_end == req.offset:
-            self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not stopped_at_first_line,
+            self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not unfinished,
                              config=_cache_config(s, mode))
-        if stopped_at_first_line and text and range_end == req.offset:
+        if unfinished and text and range_end == req.offset:
             self._background = _Continuation(req, s, mode, prompt, list(result.tokens), gen, constraints, rules,
                                              healing, markers, drafter)
         self._last_shown = (req, s, text)
@@ -536,7 +548,13 @@ class Engine:
                 with self._lock:
                     if self._background is job:
                         self._background = None
-                        self._continue(job, cancel)
+                        try:
+                            self._continue(job, cancel)
+                        except Cancelled:
+                            # a keystroke came first: resume at the next idle moment (its KV prefix
+                            # is still there); a request the cache cannot answer drops the job
+                            self._background = job
+                            raise
                         done = "continuation"
             shown = self._last_shown
             if shown is not None and shown[1].prefetch and shown[1].cache:
@@ -586,7 +604,7 @@ class Engine:
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full)
         if block:
-            self.cache.store(job.req.text, job.req.offset, block, multiline=True, complete=True,
+            self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,
                              config=_cache_config(job.settings, job.mode))
             self._last_shown = None
 

@@ -70,6 +70,9 @@ class Settings:
     drafting: bool = True  # speculative drafts (prompt lookup + token recycling), verified exactly
     max_draft: int = 6  # at most 6: verification batches of 7 keep llama.cpp's numbers exact
     first_line_fast: bool = True  # return a block's first line at once, finish it in the background
+    # with first_line_fast: once a request has run this long, return the suggestion at the next
+    # word boundary and finish its line in the background (0: off)
+    time_budget_ms: int = 150
     prefetch: bool = True  # when idle, prepare the suggestion after the one shown
 
     # ---- validation ------------------------------------------------------------------------
@@ -116,6 +119,7 @@ class Settings:
         if self.model_path is not None and not isinstance(self.model_path, str):
             p.append(f"model_path must be a string, got {self.model_path!r}")
         rng("max_draft", 0, 6)
+        rng("time_budget_ms", 0, 600000)
         for name in ("enable", "token_healing", "cache", "drafting", "first_line_fast", "prefetch"):
             if not isinstance(getattr(self, name), bool):
                 p.append(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -181,6 +181,27 @@ def test_first_line_fast_then_background_fills_the_block(engine):
 
 
 @pytest.mark.model
+def test_time_budget_returns_early_and_the_background_finishes_the_line(engine):
+    """Past its time budget a request returns what it has at a word boundary; idle time then
+    finishes the line, which equals what an unhurried request writes."""
+    from completion.decoding import CancelToken
+
+    text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
+    full = engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 0, "cache": False}).insert_text
+    engine.cache.clear()
+    quick = engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 1})
+    assert quick.stats["stop_reason"].startswith("time budget")
+    assert quick.insert_text and full.startswith(quick.insert_text) and len(quick.insert_text) < len(full)
+    def word(ch):
+        return ch.isalnum() or ch == "_"
+
+    assert not (word(quick.insert_text[-1]) and word(full[len(quick.insert_text)]))  # not mid-word
+    assert engine.run_background(CancelToken()) is not None
+    later = engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 1})
+    assert later.stats["cache_hit"] and later.insert_text == full
+
+
+@pytest.mark.model
 def test_background_work_is_cancelled_by_the_token(engine):
     from completion.decoding import CancelToken
 
