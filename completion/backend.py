@@ -19,12 +19,13 @@ Not thread-safe: one engine thread owns a backend. llama.cpp's own logging is ro
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,6 +328,20 @@ class LlamaBackend:
         pieces = self.pieces()
         return b"".join(pieces[t] for t in tokens)
 
+    @contextlib.contextmanager
+    def abortable(self, should_stop: Callable[[], bool]):
+        """Within this block an evaluation stops between graph nodes once ``should_stop()`` is
+        true (it raises EvalAborted; the KV cache keeps only what came before it). For
+        background work: llama.cpp calls back into Python for every node, which costs about
+        as much as the GIL round trips, so requests the user waits for do not use it."""
+        cb = llama_cpp.ggml_abort_callback(lambda _data: bool(should_stop()))
+        llama_cpp.llama_set_abort_callback(self._ctx, cb, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self._ctx, llama_cpp.ggml_abort_callback(0), None)
+            del cb
+
     def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
         """Change the thread counts for the next evaluations (cheap)."""
         nb = n_threads_batch if n_threads_batch is not None else n_threads
@@ -398,9 +413,13 @@ class LlamaBackend:
             self.eval_calls += 1
             rc = llama_cpp.llama_decode(self._ctx, b)
             if rc != 0:
-                # the failed chunk is not in the cache; keep bookkeeping consistent
-                self._tokens.extend(tokens[:start])
-                self.truncate(pos0 + start)
+                # the failed chunk is not in the cache (an abort may leave part of it: remove it);
+                # the chunks before it are, and ``_tokens`` already lists them
+                llama_cpp.llama_memory_seq_rm(self._mem, 0, pos0 + start, -1)
+                self._clean = min(self._clean, pos0 + start)
+                self._tail_logits = None
+                if rc == 2:
+                    raise EvalAborted("evaluation aborted")
                 raise RuntimeError(f"llama_decode failed with code {rc}")
             self._tokens.extend(chunk)
             out_rows = [j for j in range(m) if (start + j) in want]
@@ -491,6 +510,12 @@ class LlamaBackend:
             self.close()
         except Exception:
             pass
+
+
+class EvalAborted(RuntimeError):
+    """An evaluation stopped by ``LlamaBackend.abortable``'s check."""
+
+    aborted = True
 
 
 class ContextFullError(RuntimeError):

@@ -92,6 +92,9 @@ def parse_region(text: str, spec: str | None) -> tuple[int, int]:
     return start, end
 
 
+_TRACE_STATS = ("stop_reason", "total_ms", "queue_ms", "prompt_build_ms", "prompt_ms", "decode_ms", "pending_wait_ms", "eval_calls", "accepted_draft_tokens")
+
+
 @dataclass
 class _Keystroke:
     ms: float
@@ -101,6 +104,7 @@ class _Keystroke:
     match: bool
     partial: bool = False
     generated: int = 0
+    detail: dict | None = None  # steercode: where the time went (in the --json trace only)
 
 
 class _LlamaServer:
@@ -216,7 +220,8 @@ def bench_typing(
                     bg.join()
                     bg = None
                 if mode == "steercode":
-                    comp = engine.complete(CompletionRequest(text=doc, offset=cur, language=_lang(path), path=str(path)))
+                    comp = engine.complete(CompletionRequest(text=doc, offset=cur, language=_lang(path), path=str(path),
+                                                             trigger="automatic"))  # as you type
                     sugg = comp.insert_text
                     pe = int(comp.stats.get("prompt_eval_tokens", 0))
                     hit = bool(comp.stats.get("cache_hit"))
@@ -232,7 +237,8 @@ def bench_typing(
                 head = s[: max(4, min(len(s), 8))]
                 runs.append(_Keystroke(ms, s, pe, hit, bool(s.strip()) and rest.startswith(s),
                                        bool(s.strip()) and rest.startswith(head),
-                                       int(comp.stats.get("generated_tokens", 0)) if mode == "steercode" else 0))
+                                       int(comp.stats.get("generated_tokens", 0)) if mode == "steercode" else 0,
+                                       {k: comp.stats.get(k) for k in _TRACE_STATS} if mode == "steercode" else None))
                 if mode == "steercode" and settings.prefetch:
                     bg_token = CancelToken()
                     bg = threading.Thread(target=engine.run_background, args=(bg_token,), daemon=True)
@@ -256,7 +262,8 @@ def bench_typing(
             "match_rate": round(sum(r.match for r in runs) / len(runs), 4),
             "partial_match_rate": round(sum(r.partial for r in runs) / len(runs), 4),
         }
-        report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40]) for r in runs]
+        report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40], r.detail)
+                                                 for r in runs]
         progress(f"  {mode}: {report['modes'][mode]}")
     engine.close()
     base_p50 = report["modes"].get("steercode", {}).get("p50_ms")

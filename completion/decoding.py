@@ -51,6 +51,9 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        #: also stop inside a model evaluation, not only between them (for background work:
+        #: the keystroke that cancels it should not wait for its evaluation to end)
+        self.abort_evals = False
 
     def cancel(self, reason: str = "cancelled") -> None:
         if not self._event.is_set():
@@ -110,6 +113,7 @@ class DecodeStats:
     rollbacks: int = 0  # provisional choices that the analysis then rejected
     rewinds: int = 0  # dead ends undone (a constraint showed an earlier token was wrong)
     pending_wait_ms: float = 0.0  # time spent waiting for analyses at the end
+    unverified_dropped: int = 0  # tokens left out at the deadline because their analysis had not landed
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -131,6 +135,7 @@ class DecodeStats:
             "rollbacks": self.rollbacks,
             "rewinds": self.rewinds,
             "pending_wait_ms": round(self.pending_wait_ms, 2),
+            "unverified_dropped": self.unverified_dropped,
         }
 
 
@@ -139,6 +144,7 @@ class DecodeResult:
     text: str  # generated text from the decode start, cut by the stop rule
     tokens: list[int]
     stats: DecodeStats
+    tokens_text: str = ""  # the text of ``tokens`` (uncut: what a continuation carries on from)
 
 
 class _Text:
@@ -173,6 +179,9 @@ class Decoder:
         self.stop_ids = frozenset(stop_ids)
         #: accept tokens provisionally while an analysis runs (needs a spare core to pay off)
         self.speculate = speculate
+        #: ``time.perf_counter()`` when the last ``generate`` had evaluated its prompt (a
+        #: ``stop`` rule that budgets generation time measures from here)
+        self.decode_started = 0.0
 
     # ---- choosing --------------------------------------------------------------------------
     def _judge(self, generated: str, tok: int, constraints: list[Constraint], stats: DecodeStats):
@@ -332,6 +341,8 @@ class Decoder:
         draft_policy: Any = None,
         recycle: Any = None,
         resume: bool = False,
+        budget_s: float | None = None,
+        keep_chars: int = 0,
     ) -> DecodeResult:
         """Generate up to ``max_tokens`` tokens after ``prompt``.
 
@@ -344,7 +355,25 @@ class Decoder:
         the engine uses it to leave a core to a running analysis. ``resume``: the KV cache already
         holds ``prompt[:-1]`` from an earlier generate (a continuation): carry on from there
         exactly as that generation would have, instead of re-evaluating the prompt.
+        ``budget_s``: once generation has run this long after the prompt (``decode_started``),
+        generation that ends does not wait for analyses still running; it returns only the tokens
+        verified so far (when they hold more than ``keep_chars`` characters of non-blank text;
+        otherwise it waits).
         """
+        if cancel is not None and cancel.abort_evals and hasattr(self.backend, "abortable"):
+            try:
+                with self.backend.abortable(cancel.is_set):
+                    return self._generate(prompt, max_tokens, constraints, stop, cancel, sampling, drafter, max_draft,
+                                          threads, draft_policy, recycle, resume, budget_s, keep_chars)
+            except Exception as exc:
+                if getattr(exc, "aborted", False):
+                    raise Cancelled(cancel.reason or "cancelled") from exc
+                raise
+        return self._generate(prompt, max_tokens, constraints, stop, cancel, sampling, drafter, max_draft, threads,
+                              draft_policy, recycle, resume, budget_s, keep_chars)
+
+    def _generate(self, prompt, max_tokens, constraints, stop, cancel, sampling, drafter, max_draft, threads,
+                  draft_policy, recycle, resume, budget_s, keep_chars) -> DecodeResult:
         stats = DecodeStats(prompt_tokens=len(prompt))
         active = list(constraints)
         rng = np.random.default_rng(sampling.seed) if sampling.temperature > 0 else None
@@ -371,7 +400,8 @@ class Decoder:
             stats.reused_tokens, stats.prompt_eval_tokens = len(prompt) - 1, 1
         else:
             stats.reused_tokens, stats.prompt_eval_tokens = be.eval_prompt(prompt)
-        t1 = time.perf_counter()
+        t1 = self.decode_started = time.perf_counter()
+        deadline = None if budget_s is None else t1 + budget_s
         stats.prompt_ms = (t1 - t0) * 1000
         n_prompt = len(prompt)
         prompt_logits = be.tail_logits()
@@ -402,7 +432,7 @@ class Decoder:
             stats.decode_ms = (time.perf_counter() - t1) * 1000
             stats.eval_calls = getattr(be, "eval_calls", 0) - calls0
             text = out.text if cut is None else out.text[:cut]
-            return DecodeResult(text=text, tokens=list(toks), stats=stats)
+            return DecodeResult(text=text, tokens=list(toks), stats=stats, tokens_text=out.text)
 
         def settle(block: bool) -> int | None:
             """Verify provisional choices whose analysis is ready; the first failing step."""
@@ -456,6 +486,13 @@ class Decoder:
                 rows = []
                 row_inputs = []
 
+        def verified_part() -> int | None:
+            """The step of the first choice still waiting for an analysis, when the text before it
+            is worth showing on its own (None: it is not)."""
+            first = min(cp[0] for cp in checkpoints)
+            text, partial = snaps[first]
+            return first if not partial and len(text) > keep_chars and text[keep_chars:].strip() else None
+
         if max_tokens <= 0:
             return finish("max tokens")
         while True:
@@ -464,11 +501,20 @@ class Decoder:
                 exc.generated_tokens = len(toks)  # type: ignore[attr-defined]
                 raise exc
             if checkpoints:
-                failed = settle(block=finishing is not None)
+                hurry = finishing is not None and deadline is not None and time.perf_counter() >= deadline
+                failed = settle(block=finishing is not None and not (hurry and verified_part() is not None))
                 if failed is not None:
                     rollback(failed)
                     continue
             if finishing is not None:
+                first = verified_part() if checkpoints else None
+                if first is not None:  # past the deadline: show what is verified, not what may be wrong
+                    stats.unverified_dropped = len(toks) - first
+                    out.text, out.pending = snaps[first]
+                    del toks[first:]
+                    del snaps[first:]
+                    checkpoints.clear()
+                    cut = None if cut is None else min(cut, len(out.text))
                 return finish(finishing)
             if not rows:
                 close_batch()

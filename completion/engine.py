@@ -66,6 +66,20 @@ def _first_line_end(after: str) -> int | None:
     return None
 
 
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _last_word_boundary(text: str) -> int | None:
+    """The last place ``text`` can be cut without splitting a word (``end`` in ``x = end_``: the
+    word may go on), leaving something to show; None when there is none."""
+    for p in range(len(text), 0, -1):
+        inside = _is_word(text[p - 1]) and (p == len(text) or _is_word(text[p]))
+        if not inside:
+            return p if text[:p].strip() else None
+    return None
+
+
 @dataclass
 class _Continuation:
     """What ``run_background`` needs to finish a suggestion cut after its first line or when its
@@ -416,7 +430,8 @@ class Engine:
             constraints.append(HealingConstraint(healing, m.vocab))
         first_line = mode.multiline and s.first_line_fast
         first_cut: list[int] = []
-        budget_end = t_start + s.time_budget_ms / 1000 if s.first_line_fast and s.time_budget_ms else None
+        # as-you-type only: an explicit request waits for the whole suggestion
+        budget = s.time_budget_ms / 1000 if s.first_line_fast and s.time_budget_ms and req.trigger == "automatic" else None
         budget_cut: list[int] = []
 
         def stop(gen: str) -> int | None:
@@ -435,11 +450,11 @@ class Engine:
                 if f is not None:
                     first_cut.append(f)
                     return f + len(healing)
-            if budget_end is not None and time.perf_counter() >= budget_end:
-                shown = gen[len(healing) :]
-                if shown.strip() and not (shown[-1].isalnum() or shown[-1] == "_"):  # not in the middle of a word
-                    budget_cut.append(len(gen))
-                    return len(gen)
+            if budget is not None and time.perf_counter() >= m.decoder.decode_started + budget:
+                b = _last_word_boundary(gen[len(healing) :])
+                if b is not None:
+                    budget_cut.append(b)
+                    return len(healing) + b
             return None
 
         drafter = self._drafter(req, m, prompt) if s.drafting and m.backend.batch_invariant else None
@@ -455,6 +470,8 @@ class Engine:
             max_draft=s.max_draft,
             draft_policy=self._draft_policy if drafter is not None else None,
             recycle=self._recycled,
+            budget_s=budget,
+            keep_chars=len(healing),
         )
         gen = result.text
         after = gen[len(healing) :] if gen.startswith(healing) else ""
@@ -463,7 +480,8 @@ class Engine:
             if k >= 0:
                 after = after[:k]
         stopped_at_first_line = bool(first_cut) and result.stats.stop_reason == "stop rule" and not rules.reason
-        stopped_on_budget = bool(budget_cut) and result.stats.stop_reason == "stop rule" and not rules.reason
+        stopped_on_budget = (bool(budget_cut) and result.stats.stop_reason == "stop rule" and not rules.reason) or (
+            result.stats.unverified_dropped > 0)
         unfinished = stopped_at_first_line or stopped_on_budget
         text = rules.finish(after)
         if "\r\n" in req.text and "\n" in text:
@@ -502,7 +520,7 @@ class Engine:
             self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not unfinished,
                              config=_cache_config(s, mode))
         if unfinished and text and range_end == req.offset:
-            self._background = _Continuation(req, s, mode, prompt, list(result.tokens), gen, constraints, rules,
+            self._background = _Continuation(req, s, mode, prompt, list(result.tokens), result.tokens_text, constraints, rules,
                                              healing, markers, drafter)
         self._last_shown = (req, s, text)
         self.last_decode = (list(prompt.tokens), list(result.tokens))
@@ -542,6 +560,8 @@ class Engine:
         that follows the last one shown (as if accepted). Cancellable between tokens; returns
         what was done (or None)."""
         done = None
+        if cancel is not None:
+            cancel.abort_evals = True  # a keystroke stops background work mid-evaluation
         try:
             job = self._background
             if job is not None:

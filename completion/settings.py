@@ -70,9 +70,10 @@ class Settings:
     drafting: bool = True  # speculative drafts (prompt lookup + token recycling), verified exactly
     max_draft: int = 6  # at most 6: verification batches of 7 keep llama.cpp's numbers exact
     first_line_fast: bool = True  # return a block's first line at once, finish it in the background
-    # with first_line_fast: once a request has run this long, return the suggestion at the next
-    # word boundary and finish its line in the background (0: off)
-    time_budget_ms: int = 150
+    # with first_line_fast, for as-you-type (automatic) requests: once generation has run this
+    # long (after the prompt), return the suggestion at the next word boundary and finish its
+    # line in the background (0: off)
+    time_budget_ms: int = 100
     prefetch: bool = True  # when idle, prepare the suggestion after the one shown
 
     # ---- validation ------------------------------------------------------------------------

@@ -170,26 +170,46 @@ def test_engine_answers_typed_through_from_cache(engine):
 def test_first_line_fast_then_background_fills_the_block(engine):
     from completion.decoding import CancelToken
 
-    text = "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        "
+    text = "def fib(n):\n    "
     opts = {"line_mode": "multi", "max_lines": 6, "max_tokens": 80}
+    whole = engine.complete_text(text, options={**opts, "cache": False, "first_line_fast": False}).insert_text
+    assert whole.count("\n") >= 2
+    engine.cache.clear()
     first = engine.complete_text(text, options={**opts, "cache": True})
-    assert "\n" not in first.insert_text.strip("\n")  # one line now
+    assert first.insert_text == whole.split("\n", 1)[0]  # one line now
     assert engine.run_background(CancelToken()) is not None
     after = engine.complete_text(text, options=opts)
     assert after.stats["cache_hit"]
-    assert after.insert_text.startswith(first.insert_text)
+    # the same block as at once (the newline inside the token that ended the first line was lost before)
+    assert after.insert_text == whole
+
+
+@pytest.mark.parametrize("text, cut", [(") for a in args", ") for a in "), ("x = end_", "x = "), ("str(c)", "str(c)"),
+                                       ("a.b", "a."), ("foo", None), ("   ", None)])
+def test_a_time_budget_cuts_between_words(text, cut):
+    from completion.engine import _last_word_boundary
+
+    b = _last_word_boundary(text)
+    assert (None if b is None else text[:b]) == cut  # the last word may still grow: never cut after it
 
 
 @pytest.mark.model
 def test_time_budget_returns_early_and_the_background_finishes_the_line(engine):
-    """Past its time budget a request returns what it has at a word boundary; idle time then
-    finishes the line, which equals what an unhurried request writes."""
+    """Past its time budget an as-you-type request returns what it has at a word boundary; idle
+    time then finishes the line, which equals what an unhurried request writes. An explicit
+    request gets the whole line at once."""
     from completion.decoding import CancelToken
+    from completion.engine import CompletionRequest
 
     text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
-    full = engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 0, "cache": False}).insert_text
+
+    def typing(options):
+        return engine.complete(CompletionRequest(text=text, offset=len(text), trigger="automatic", options=options))
+
+    full = typing({"line_mode": "single", "time_budget_ms": 0, "cache": False}).insert_text
+    assert engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 1, "cache": False}).insert_text == full
     engine.cache.clear()
-    quick = engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 1})
+    quick = typing({"line_mode": "single", "time_budget_ms": 1})
     assert quick.stats["stop_reason"].startswith("time budget")
     assert quick.insert_text and full.startswith(quick.insert_text) and len(quick.insert_text) < len(full)
     def word(ch):
@@ -197,7 +217,7 @@ def test_time_budget_returns_early_and_the_background_finishes_the_line(engine):
 
     assert not (word(quick.insert_text[-1]) and word(full[len(quick.insert_text)]))  # not mid-word
     assert engine.run_background(CancelToken()) is not None
-    later = engine.complete_text(text, options={"line_mode": "single", "time_budget_ms": 1})
+    later = typing({"line_mode": "single", "time_budget_ms": 1})
     assert later.stats["cache_hit"] and later.insert_text == full
 
 

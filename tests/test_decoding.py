@@ -272,3 +272,44 @@ def test_out_of_rewinds_the_suggestion_ends_before_the_dead_end():
     assert r.stats.rewinds == 4  # every rewind was tried
     assert r.stats.stop_reason == "constraints: dead end"
     assert len(r.text) <= 2 and plain.text.startswith(r.text)
+
+
+class PendingFrom:
+    """Has an opinion at once on the first ``n`` tokens; from then on its analysis never lands."""
+
+    name = "slow"
+
+    def __init__(self, n):
+        import concurrent.futures
+
+        self.n = n
+        self.future = concurrent.futures.Future()
+
+    def check(self, generated, token, text):
+        import time
+
+        from monitors.base import Pending
+
+        return True if len(generated) < self.n else Pending(self.future, deadline=time.monotonic() + 10)
+
+    def allowed(self, generated):
+        return None
+
+
+def test_past_the_deadline_only_verified_tokens_are_returned():
+    be, vocab = make()
+    plain = Decoder(FakeBackend(N), vocab, {EOS}).generate([5], max_tokens=6)
+    assert len(plain.tokens) == 6
+    verified = len(vocab.text(plain.tokens[0]) + vocab.text(plain.tokens[1]))
+    r = Decoder(be, vocab, {EOS}).generate([5], max_tokens=6, constraints=[PendingFrom(verified)], budget_s=0.0)
+    assert r.tokens == plain.tokens[:2] and r.text == plain.text[:verified]
+    assert r.stats.unverified_dropped == 4 and r.stats.pending_wait_ms == 0
+    assert be.kv == [5] + r.tokens[:-1]  # the KV cache holds exactly what was kept
+    # not enough verified text to show: it waits (here the analysis lands while it waits)
+    slow = PendingFrom(verified)
+    import threading
+
+    threading.Timer(0.05, lambda: slow.future.set_result(None)).start()
+    r = Decoder(FakeBackend(N), vocab, {EOS}).generate([5], max_tokens=6, constraints=[slow], budget_s=0.0,
+                                                       keep_chars=verified)
+    assert r.tokens == plain.tokens and r.stats.unverified_dropped == 0 and r.stats.pending_wait_ms > 0

@@ -52,6 +52,32 @@ def test_backend_is_batch_invariant(model_path):
         be.close()
 
 
+def test_an_aborted_evaluation_leaves_the_kv_cache_as_before(model_path):
+    """Background work stops mid-evaluation when a keystroke cancels it; what it leaves in the
+    KV cache must give the same numbers as a fresh evaluation."""
+    from completion.backend import EvalAborted
+
+    be = LlamaBackend(BackendConfig(model_path=model_path))
+    try:
+        toks = be.tokenize((ROOT / "completion" / "engine.py").read_text()[:3000], add_bos=True)
+        be.eval_prompt(toks[:200])
+        ref = be.tail_logits().copy()
+        with be.abortable(lambda: True), pytest.raises(EvalAborted):
+            be.eval(toks[200:400], rows="last")
+        assert be.n_past == 200 and be.tokens == toks[:200]
+        be.eval([toks[200]])  # no abort check any more: evaluations run to the end
+        be.truncate(200)
+        be.eval_prompt(toks[:200])
+        assert (be.tail_logits() == ref).all()
+        be.eval_prompt(toks[:260])
+        after = be.tail_logits().copy()
+        be.reset()
+        be.eval_prompt(toks[:260])
+        assert (be.tail_logits() == after).all()  # as from a fresh context
+    finally:
+        be.close()
+
+
 def sites(text: str, every: int = 3):
     lines = text.split("\n")
     pos = 0
