@@ -217,6 +217,28 @@ def test_members_prefetch_after_a_known_name_with_token_healing(small_vocab, hea
         spy.shutdown()
 
 
+@pytest.mark.parametrize("typed, expected", [("pars", "parser."), ("parser", "parser."), ("par", None), ("p", None)])
+def test_members_prefetch_while_the_name_is_half_typed(small_vocab, typed, expected):
+    """``pars┃``: only ``parser`` is used before a "." and starts so; its members are analysed
+    before the user gets to the dot. Ambiguous (``par``: ``parser``, ``params``) or one letter: not."""
+    text = "import argparse\nparser = argparse.ArgumentParser()\nparams = {}\nparams.clear()\nparser.parse_args()\n"
+    jobs = []
+
+    class Spy(AnalysisRunner):
+        def submit(self, key, job, aliases=()):
+            jobs.append(job)
+            return super().submit(key, job, aliases)
+
+    spy = Spy(process=False)
+    try:
+        doc = text + typed
+        ctx = MonitorContext(text=doc, offset=len(doc), cursor=len(doc), language="python", path=None, vocab=small_vocab)
+        MembersMonitor(spy, 20000).start(ctx)
+        assert [j[1] for j in jobs if j[0] == "py-members"] == ([text + expected] if expected else [])
+    finally:
+        spy.shutdown()
+
+
 def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab):
     """Another class's ``self.emitted`` is no evidence for this class's ``self.emitted = ...``;
     an object that is not a method's ``self`` keeps the whole document as evidence."""

@@ -163,9 +163,18 @@ class MembersSession(IdentifierSession):
             start = _dotted_start(full + ".", end)
             if start is None:
                 return
-            root = full[start:end].split(".", 1)[0]
+            name = full[start:end]
+            root = name.split(".", 1)[0]
             idx, _, line_names = _cursor_scopes(self.ctx)
-            if (root not in idx.all_names and root not in line_names) or code_state(full, end) != "code":
+            if root not in idx.all_names and root not in line_names:
+                # a half-typed name that only one name used before a "." finishes (``sel``:
+                # ``self``): analyse that, a keystroke or more before the dot
+                roots = [r for r in idx.roots if r.startswith(name) and r != name] if "." not in name and len(name) > 1 else []
+                if len(roots) != 1:
+                    return
+                full += roots[0][len(name) :]
+                root, end = roots[0], len(full)
+            if code_state(full, end) != "code":
                 return
             if _is_import_line(full, end) or root in PY_KEYWORDS:
                 return

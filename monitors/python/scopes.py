@@ -36,10 +36,11 @@ class _Line:
     """What one physical line (entered outside any string) holds: its identifiers in code, its
     bracket balance, whether it has code at all, and the triple quote it leaves open."""
 
-    __slots__ = ("code", "delta", "idents", "open_quote", "backslash")
+    __slots__ = ("code", "delta", "idents", "roots", "open_quote", "backslash")
 
     def __init__(self, text: str) -> None:
         idents: list[str] = []
+        roots: list[str] = []  # identifiers right before a "." (``self`` in ``self.x``)
         delta = 0
         code = False
         self.open_quote: str | None = None
@@ -50,6 +51,8 @@ class _Line:
             code = True
             if kind == "i":
                 idents.append(m.group())
+                if text[m.end() : m.end() + 1] == ".":
+                    roots.append(m.group())
             elif kind == "o":
                 delta += 1
             elif kind == "x":
@@ -60,6 +63,7 @@ class _Line:
                 if q in ('"""', "'''") and (len(g) < 6 or not g.endswith(q)):
                     self.open_quote = q
         self.idents = frozenset(idents)
+        self.roots = frozenset(roots)
         self.delta = delta
         self.code = code
         self.backslash = text.endswith("\\")
@@ -100,6 +104,8 @@ class ScopeIndex:
         scopes = [_Scope(-1, False, -1)]  # 0: the module
         self.scopes = scopes
         self.all_names: set[str] = set()
+        #: names used before a "." in code (``self``, ``os``, ``parser``): what member accesses start from
+        self.roots: set[str] = set()
         self._line_starts: list[int] = []  # offsets of logical lines (with code) ...
         self._line_scopes: list[int] = []  # ... and the scope that owns each
         stack = [0]
@@ -127,6 +133,7 @@ class ScopeIndex:
                 if not continues:
                     current = self._start_line(raw, start, stack, scopes)
             scopes[current].names.update(ln.idents)
+            self.roots.update(ln.roots)
             depth = max(0, depth + ln.delta)
             quote = ln.open_quote
             continues = depth > 0 or ln.backslash or quote is not None
