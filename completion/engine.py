@@ -198,7 +198,7 @@ class Engine:
         self._last_shown: tuple | None = None
         self._recycled: RecycledDrafter | None = None
         self._draft_policy = DraftPolicy()
-        self._stream_indexes: OrderedDict[tuple[int, int], NgramIndex] = OrderedDict()  # text key -> index
+        self._stream_indexes: OrderedDict[tuple[int, int, int], NgramIndex] = OrderedDict()  # text key -> index
         self._context_index: NgramIndex | None = None  # the prompt's n-grams, kept across requests
         self.last_decode: tuple[list[int], list[int]] = ([], [])
         self.root: str | None = None  # project root for static analysis (the LSP workspace)
@@ -223,6 +223,10 @@ class Engine:
             old, self._model = self._model, None
             if old is not None:
                 old.backend.close()
+            # drafters' indexes hold the old model's token ids
+            self._stream_indexes.clear()
+            self._context_index = None
+            self._recycled = None
             try:
                 self._model = self._load(progress)
                 self._load_error = None
@@ -648,7 +652,7 @@ class Engine:
     def _stream_index(self, text: str, m: _Model, cut: int) -> NgramIndex:
         """The n-gram index of a text the drafter searches (the text after the cursor, another
         document), built once per text and kept in a small LRU: they rarely change while typing."""
-        key = (len(text), hash(text))
+        key = (cut, len(text), hash(text))  # (emptied when a model loads: token ids are the model's)
         index = self._stream_indexes.get(key)
         if index is None:
             index = NgramIndex(m.backend.tokenize(text[:cut] if cut else text))
