@@ -195,12 +195,9 @@ def test_members_allows_new_attribute_definitions(runner, small_vocab):
     assert isinstance(v, Rewind)
 
 
-@pytest.mark.parametrize("healed", [0, 2, 4])
-def test_members_prefetch_after_a_known_name_with_token_healing(small_vocab, healed):
-    """At ``parser┃`` the member analysis of ``parser.`` starts at once, also when token healing
-    moved the decode start back over the end of the name (it nearly always does)."""
-    text = "import argparse\nparser = argparse.ArgumentParser()\nparser"
-    jobs = []
+def _jobs_started(ctx: MonitorContext) -> list[tuple]:
+    """The analysis jobs the members monitor starts for ``ctx`` (before any token is generated)."""
+    jobs: list[tuple] = []
 
     class Spy(AnalysisRunner):
         def submit(self, key, job, aliases=()):
@@ -209,12 +206,21 @@ def test_members_prefetch_after_a_known_name_with_token_healing(small_vocab, hea
 
     spy = Spy(process=False)
     try:
-        ctx = MonitorContext(text=text, offset=len(text) - healed, cursor=len(text), language="python", path=None,
-                             vocab=small_vocab)
-        assert MembersMonitor(spy, 20000).start(ctx) is not None
-        assert [j[0] for j in jobs] == ["py-members"] and jobs[0][1] == text + "."
+        MembersMonitor(spy, 20000).start(ctx)
     finally:
         spy.shutdown()
+    return jobs
+
+
+@pytest.mark.parametrize("healed", [0, 2, 4])
+def test_members_prefetch_after_a_known_name_with_token_healing(small_vocab, healed):
+    """At ``parser┃`` the member analysis of ``parser.`` starts at once, also when token healing
+    moved the decode start back over the end of the name (it nearly always does)."""
+    text = "import argparse\nparser = argparse.ArgumentParser()\nparser"
+    ctx = MonitorContext(text=text, offset=len(text) - healed, cursor=len(text), language="python", path=None,
+                         vocab=small_vocab)
+    jobs = _jobs_started(ctx)
+    assert [j[0] for j in jobs] == ["py-members"] and jobs[0][1] == text + "."
 
 
 @pytest.mark.parametrize("typed, expected", [("pars", "parser."), ("parser", "parser."), ("par", None), ("p", None)])
@@ -222,21 +228,10 @@ def test_members_prefetch_while_the_name_is_half_typed(small_vocab, typed, expec
     """``pars┃``: only ``parser`` is used before a "." and starts so; its members are analysed
     before the user gets to the dot. Ambiguous (``par``: ``parser``, ``params``) or one letter: not."""
     text = "import argparse\nparser = argparse.ArgumentParser()\nparams = {}\nparams.clear()\nparser.parse_args()\n"
-    jobs = []
-
-    class Spy(AnalysisRunner):
-        def submit(self, key, job, aliases=()):
-            jobs.append(job)
-            return super().submit(key, job, aliases)
-
-    spy = Spy(process=False)
-    try:
-        doc = text + typed
-        ctx = MonitorContext(text=doc, offset=len(doc), cursor=len(doc), language="python", path=None, vocab=small_vocab)
-        MembersMonitor(spy, 20000).start(ctx)
-        assert [j[1] for j in jobs if j[0] == "py-members"] == ([text + expected] if expected else [])
-    finally:
-        spy.shutdown()
+    doc = text + typed
+    ctx = MonitorContext(text=doc, offset=len(doc), cursor=len(doc), language="python", path=None, vocab=small_vocab)
+    jobs = _jobs_started(ctx)
+    assert [j[1] for j in jobs if j[0] == "py-members"] == ([text + expected] if expected else [])
 
 
 def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab):
