@@ -22,6 +22,7 @@ from typing import Any
 from monitors.base import MonitorContext
 from monitors.suite import MonitorSuite
 from monitors.syntax import canonical_language
+from monitors.textscan import is_word
 from monitors.vocabulary import Vocabulary
 
 from .backend import BackendConfig, LlamaBackend, ModelLoadError
@@ -66,15 +67,11 @@ def _first_line_end(after: str) -> int | None:
     return None
 
 
-def _is_word(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
 def _last_word_boundary(text: str) -> int | None:
     """The last place ``text`` can be cut without splitting a word (``end`` in ``x = end_``: the
     word may go on), leaving something to show; None when there is none."""
     for p in range(len(text), 0, -1):
-        inside = _is_word(text[p - 1]) and (p == len(text) or _is_word(text[p]))
+        inside = is_word(text[p - 1]) and (p == len(text) or is_word(text[p]))
         if not inside:
             return p if text[:p].strip() else None
     return None

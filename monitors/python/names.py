@@ -107,10 +107,8 @@ class MembersSession(IdentifierSession):
         cached = self._bindings.get(root)
         if cached is not None:
             return cached
-        text, cursor = self.ctx.text, self.ctx.cursor
         idx, ls, _ = _cursor_scopes(self.ctx)
-        le = text.find("\n", cursor)
-        doc = text[:ls] + (text[le + 1 :] if le >= 0 else "")  # the line being written defines nothing yet
+        doc = idx.text  # the document without the line being written: that defines nothing yet
         header = re.search(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n(?![\s\S]*\n[ \t]*def\s)", full[max(0, s - 20000) : s])
         params = re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
         if params and root == params[0]:

@@ -100,6 +100,7 @@ class ScopeIndex:
     """The identifiers of one document version, by the scope that owns them."""
 
     def __init__(self, text: str) -> None:
+        self.text = text
         self.dynamic = any(k in text for k in ("import *", "globals()", "exec(", "locals()[")) and bool(_DYNAMIC.search(text))
         scopes = [_Scope(-1, False, -1)]  # 0: the module
         self.scopes = scopes
@@ -137,7 +138,6 @@ class ScopeIndex:
             depth = max(0, depth + ln.delta)
             quote = ln.open_quote
             continues = depth > 0 or ln.backslash or quote is not None
-        self._length = len(text)
         for sc in scopes:
             self.all_names |= sc.names
         self._module = frozenset(scopes[0].names)
@@ -193,7 +193,7 @@ class ScopeIndex:
         k = first + 1
         while k < len(self._line_scopes) and inside(self._line_scopes[k]):
             k += 1
-        end = self._line_starts[k] if k < len(self._line_starts) else self._length
+        end = self._line_starts[k] if k < len(self._line_starts) else len(self.text)
         return self._line_starts[first], end
 
     def visible(self, scope: int) -> frozenset[str]:
