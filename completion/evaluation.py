@@ -17,13 +17,13 @@ truth is jedi's signatures there; a completion is valid when the arguments it ge
 matching ``)``) fit one of them.
 
 Timing follows the editor: the dot is the keystroke being answered. Before each timed request
-the same mode answers the two keystrokes before it (the document without the last two
-characters, then without the dot; untimed, one token each) as an editor typing without a
-pause would have asked; so both modes start from a warm KV cache, and the monitored mode from
-whatever it could prepare during the keystroke right before (it predicts the member analysis for
-the name before the cursor) -- a head start of that one short request, less than the pause
-between two keystrokes of a fast typist. Calls: the previous keystroke is the document
-without the "(".
+the same mode answers the three keystrokes before it (untimed, one token each), as an editor
+would have asked. The first of them only moves the KV cache to this site's document (seconds:
+much of the prompt changes); the other two are as quick as typing, with no pause between
+keystrokes. So both modes start from a warm KV cache, and the monitored mode from whatever it
+could prepare during those two short requests (it predicts the member analysis for the name
+before the cursor, also while it is half-typed) -- less head start than a typist's pauses give.
+Calls: the keystroke right before is the document without the "(".
 """
 
 from __future__ import annotations
@@ -269,13 +269,14 @@ def run_eval(
             continue
         doc = site.document
         base_req = dict(text=doc, offset=site.offset, language="python", path=site.path)
-        # the two keystrokes before the site's: the first moves the model's context to this
-        # document (a new site re-evaluates much of the prompt: seconds, nothing like typing),
-        # the second is the keystroke right before, whose request starts the analyses an editor
-        # would have started then (monitors prefetch ``self.`` while the user types ``self``)
+        # the three keystrokes before the site's: the first only moves the model's context to
+        # this document (a new site re-evaluates much of the prompt: seconds, nothing like
+        # typing); the other two are as quick as typing, and their requests start the analyses
+        # an editor would have started then (``se┃``, ``sel┃``, ``self┃``: monitors prefetch
+        # ``self.``), with no pause between keystrokes
         prevs = [
             dict(text=doc[: site.offset - k] + doc[site.offset :], offset=site.offset - k, language="python", path=site.path)
-            for k in (2, 1)
+            for k in (3, 2, 1)
         ]
         if site.path not in errors_cache:
             errors_cache[site.path] = _errors(site.text)
