@@ -418,6 +418,7 @@ class Engine:
         markers = m.marker_texts
         constraints: list[Constraint] = []
         sessions: list = []
+        t_mon = time.perf_counter()
         suite = self.monitor_suite(s)
         lang = canonical_language(req.language) or req.language
         if suite is not None:
@@ -427,6 +428,7 @@ class Engine:
             )
             sessions = suite.sessions(mctx)
             constraints.extend(sessions)
+        t_setup = time.perf_counter()
         if healing:
             constraints.append(HealingConstraint(healing, m.vocab))
         first_line = mode.multiline and s.first_line_fast
@@ -515,6 +517,7 @@ class Engine:
             related_documents=min(len(req.related), self.RELATED_DOCS) if drafter is not None else 0,
             queue_ms=round((t_wait - t_start) * 1000, 2),
             prompt_build_ms=round((t_prompt - t_wait) * 1000, 2),
+            monitor_setup_ms=round((t_setup - t_mon) * 1000, 2),
             total_ms=round((time.perf_counter() - t_start) * 1000, 2),
         )
         if s.cache and text and range_end == req.offset:

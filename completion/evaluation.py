@@ -105,7 +105,7 @@ def _byte_to_char(text: str, data: bytes) -> Callable[[int], int]:
 def _nodes(text: str, node_type: str):
     """The tree-sitter nodes of ``node_type`` in Python ``text``, with a byte -> code point
     converter for their offsets (no nodes when the text does not parse)."""
-    parsed = parse(text, "python")
+    parsed = parse(text, "python", incremental=False)
     if parsed is None:
         return [], None
     tree, data = parsed
@@ -181,7 +181,7 @@ def _norm(s: str) -> str:
 
 
 def _errors(text: str) -> int:
-    parsed = parse(text, "python")
+    parsed = parse(text, "python", incremental=False)  # the verdict must not depend on what was parsed before
     if parsed is None:
         return 0
     tree, _ = parsed

@@ -142,24 +142,30 @@ _parse_cache: OrderedDict[tuple, tuple] = OrderedDict()
 _parse_lock = threading.Lock()
 
 
-def parse(text: str, language: str | None):
+def parse(text: str, language: str | None, *, incremental: bool = True):
     """Parse ``text``; returns (tree, utf8_bytes) or None when there is no grammar.
 
     The last few results are cached by (language, text): one request asks several times
-    (line mode, each monitor) about the same document.
+    (line mode, each monitor) about the same document. A miss re-parses incrementally from the
+    latest tree of the same language (a keystroke's edit costs ~2 ms instead of ~7-13 ms for a
+    2,000-line file); ``incremental=False`` parses from scratch.
     """
     key = canonical_language(language)
     if key is None:
         return None
     ck = (key, len(text), hash(text))
+    base = None
     with _parse_lock:
         hit = _parse_cache.get(ck)
         if hit is not None and hit[0] == text:
             _parse_cache.move_to_end(ck)
             return hit[1]
+        if incremental:
+            base = next((v[1] for k, v in reversed(_parse_cache.items()) if k[0] == key), None)
     try:
         data = text.encode("utf-8", "surrogatepass")
-        result = (_parser(key).parse(data), data)
+        old = _edited(base[0], base[1], data) if base is not None else None
+        result = (_parser(key).parse(data, old) if old is not None else _parser(key).parse(data), data)
     except Exception:
         log.warning("tree-sitter parse failed for %s", language, exc_info=True)
         return None
@@ -168,6 +174,42 @@ def parse(text: str, language: str | None):
         while len(_parse_cache) > 4:
             _parse_cache.popitem(last=False)
     return result
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]; slices compare at C speed
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _point(data: bytes, b: int) -> tuple[int, int]:
+    return data.count(b"\n", 0, b), b - (data.rfind(b"\n", 0, b) + 1)
+
+
+def _edited(tree, old: bytes, new: bytes):
+    """A copy of ``tree`` (the parse of ``old``) told that ``old`` became ``new``: one edit
+    spanning everything between their common prefix and common suffix. None when the texts
+    share too little for reuse to pay."""
+    p = _common_prefix(old, new)
+    room = min(len(old), len(new)) - p
+    s = _common_prefix(old[::-1][:room], new[::-1][:room]) if room > 0 else 0
+    if p + s < min(len(old), len(new)) // 2:
+        return None  # another document: a fresh parse is as fast
+    old_end, new_end = len(old) - s, len(new) - s
+    t = tree.copy()
+    t.edit(
+        start_byte=p, old_end_byte=old_end, new_end_byte=new_end,
+        start_point=_point(old, p), old_end_point=_point(old, old_end), new_end_point=_point(new, new_end),
+    )
+    return t
 
 
 def offset_to_byte(text: str, offset: int) -> int:
