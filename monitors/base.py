@@ -200,7 +200,9 @@ class AnalysisRunner:
     def __init__(self, cache_size: int = 512, *, process: bool = True, root: str | None = None) -> None:
         self._cache: OrderedDict[Hashable, Any] = OrderedDict()
         self._pending: dict[Hashable, concurrent.futures.Future] = {}
-        self._lock = threading.Lock()
+        # re-entrant: shutting the pool down cancels queued jobs, whose done-callbacks run at
+        # once on the same thread and take this lock too
+        self._lock = threading.RLock()
         self._cache_size = cache_size
         self._running = 0
         self._root = root
@@ -273,6 +275,8 @@ class AnalysisRunner:
         def done(f: concurrent.futures.Future) -> None:
             try:
                 result = f.result()
+            except concurrent.futures.CancelledError:
+                result = None  # the pool shut down before the job ran
             except Exception as exc:  # analysis failure or a dead worker: "no opinion"
                 log.warning("analysis %s failed: %s: %s", job[0], type(exc).__name__, exc)
                 result = None

@@ -13,8 +13,10 @@ __all__ = [
     "after_member_dot",
     "code_state",
     "code_tokens",
+    "dotted_start",
     "identifiers_from",
     "is_word",
+    "likely_next",
     "line_start",
     "prev_significant",
     "string_open",
@@ -37,6 +39,27 @@ def trailing_word_start(text: str, end: int | None = None) -> int:
     while i > 0 and is_word(text[i - 1]):
         i -= 1
     return i
+
+
+def dotted_start(full: str, dot: int) -> int | None:
+    """Start of the plain dotted name (``self``, ``os.path``) that ends at ``full[dot]``."""
+    j = dot
+    while j > 0 and (is_word(full[j - 1]) or full[j - 1] == "."):
+        j -= 1
+    if j == dot or not (full[j] == "_" or full[j].isalpha()):
+        return None
+    if j > 0 and full[j - 1] in ")]}\"'":
+        return None
+    return j
+
+
+def likely_next(text: str, name: str) -> str | None:
+    """How ``text`` goes on after ``name`` most often: "." (an attribute access), "(" (a
+    call), or None when it does neither. Predicts the keystroke after a name is typed."""
+    dots, calls = text.count(name + "."), text.count(name + "(")
+    if not dots and not calls:
+        return None
+    return "." if dots >= calls else "("
 
 
 def identifiers_from(text: str, start: int) -> Iterator[tuple[int, int]]:

@@ -3,7 +3,9 @@ real jedi (cursor marked with ┃), purity, failure handling, and end to end on 
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -149,6 +151,21 @@ def runner():
     r.shutdown()
 
 
+def test_runner_shuts_down_with_jobs_queued():
+    """Shutting down cancels queued jobs, whose callbacks take the runner's lock on the same
+    thread: that used to deadlock."""
+    r = AnalysisRunner(process=False)
+    futures = [r.submit(("k", i), ("py-members", f"import argparse, json\nx{i} = argparse.ArgumentParser()\nx{i}.", "", None))
+               for i in range(3)]
+    t = threading.Thread(target=r.shutdown, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "shutdown hung"
+    assert any(f.cancelled() for f in futures[1:])
+    concurrent.futures.wait(futures, timeout=60)  # the job already running finishes on its thread
+    assert not r.busy()
+
+
 def check(monitor, source: str, generated: str, piece: str, vocab: Vocabulary, language: str = "python"):
     """The monitor's verdict on ``piece`` after ``generated``, waiting for the analysis."""
     text, off = split_cursor(source)
@@ -195,18 +212,21 @@ def test_members_allows_new_attribute_definitions(runner, small_vocab):
     assert isinstance(v, Rewind)
 
 
-def _jobs_started(ctx: MonitorContext) -> list[tuple]:
-    """The analysis jobs the members monitor starts for ``ctx`` (before any token is generated)."""
+def _jobs_started(ctx: MonitorContext, monitor=None) -> list[tuple]:
+    """The analysis jobs a monitor (members by default) starts for ``ctx`` before any token is
+    generated."""
     jobs: list[tuple] = []
 
     class Spy(AnalysisRunner):
         def submit(self, key, job, aliases=()):
-            jobs.append(job)
-            return super().submit(key, job, aliases)
+            jobs.append(job)  # recorded, not run: jedi is not thread-safe, other tests use it
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_result(None)
+            return fut
 
     spy = Spy(process=False)
     try:
-        MembersMonitor(spy, 20000).start(ctx)
+        (monitor or MembersMonitor)(spy, 20000).start(ctx)
     finally:
         spy.shutdown()
     return jobs
@@ -232,6 +252,37 @@ def test_members_prefetch_while_the_name_is_half_typed(small_vocab, typed, expec
     ctx = MonitorContext(text=doc, offset=len(doc), cursor=len(doc), language="python", path=None, vocab=small_vocab)
     jobs = _jobs_started(ctx)
     assert [j[1] for j in jobs if j[0] == "py-members"] == ([text + expected] if expected else [])
+
+
+_CALLED = "class P:\n    def fmt(self, x):\n        return self.fmt(x) + self.other.fmt(x)\n\n    def g(self):\n        "
+
+
+@pytest.mark.parametrize(
+    "typed, members, signatures",
+    [
+        # (the members of "self." are the request's own trigger when the cursor is after "self.")
+        ("self.fmt", ["self."], ["self.fmt("]),  # the document calls self.fmt: "(" is likely next
+        ("self", ["self."], []),  # self is mostly followed by "."
+        ("self.oth", ["self."], []),  # half-typed: neither
+        ("self.other", ["self.", "self.other."], []),
+        ("len", [], []),  # neither called nor dotted in this document
+        ("return self.fmt", ["return self."], ["return self.fmt("]),
+    ],
+)
+def test_prefetch_predicts_a_dot_or_a_call(small_vocab, typed, members, signatures):
+    """Right after a name, the analysis for the keystroke the document makes likely starts:
+    members when the name is mostly followed by ".", the signature when it is mostly called."""
+    doc = _CALLED + typed
+    ctx = MonitorContext(text=doc, offset=len(doc), cursor=len(doc), language="python", path=None, vocab=small_vocab)
+    jobs = _jobs_started(ctx) + _jobs_started(ctx, CallsMonitor)
+    assert [j[1][len(_CALLED) :] for j in jobs if j[0] == "py-members"] == members
+    assert [j[1][len(_CALLED) :] for j in jobs if j[0] == "py-signatures"] == signatures
+
+
+def test_no_signature_prefetch_for_a_definition(small_vocab):
+    doc = "def fmt(x):\n    return fmt(x)\n\ndef fmt"
+    ctx = MonitorContext(text=doc, offset=len(doc), cursor=len(doc), language="python", path=None, vocab=small_vocab)
+    assert _jobs_started(ctx, CallsMonitor) == []
 
 
 def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab):

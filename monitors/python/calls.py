@@ -22,11 +22,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..base import TIMEOUT, AnalysisRunner, MonitorContext, MonitorStats, Pending
-from ..textscan import code_tokens, is_word, prev_significant, string_open, string_step, word_before
+from ..textscan import (
+    code_state,
+    code_tokens,
+    dotted_start,
+    is_word,
+    likely_next,
+    line_start,
+    prev_significant,
+    string_open,
+    string_step,
+    word_before,
+)
 from .jedi_analysis import (
     KEYWORD_ONLY,
     POSITIONAL_ONLY,
     POSITIONAL_OR_KEYWORD,
+    PY_KEYWORDS,
     VAR_KEYWORD,
     VAR_POSITIONAL,
     Signature,
@@ -266,20 +278,42 @@ class CallsSession:
             return None
 
     def prefetch(self) -> None:
+        """Start the signature analyses this request will need (the innermost open call), and
+        the one the next keystroke probably will: the cursor is right after a name that the
+        document mostly calls (``self._format_args┃``), so "(" is likely next."""
         frames, _ = self._states[""]
         for f in reversed(frames):
             if f.call:
-                before = self.ctx.base[: self.shift] + self.window[: f.pos + 1]
-                rkey = self._rkey(before)
-                if self.runner.cached(rkey) is TIMEOUT:
-                    skey = self._semantic(before)
-                    if skey is not None and self.runner.cached(("semantic", skey)) is not TIMEOUT:
-                        break
-                    self._deadlines.setdefault(rkey, time.monotonic() + self.timeout_s)
-                    self.runner.submit(
-                        rkey, ("py-signatures", before, self.after, self.ctx.path), (("semantic", skey),) if skey is not None else ()
-                    )
+                self._submit(self.ctx.base[: self.shift] + self.window[: f.pos + 1])
                 break
+        ctx = self.ctx
+        if ctx.text[ctx.cursor : ctx.cursor + 1].strip("\n"):
+            return  # text after the cursor on its line: not the end of a name being typed
+        typed = self.window + ctx.text[ctx.offset : ctx.cursor]
+        end = len(typed)
+        if not end or not is_word(typed[end - 1]):
+            return
+        start = dotted_start(typed, end)
+        if start is None:
+            return
+        name = typed[start:end]
+        if name.split(".", 1)[0] in _NOT_CALLS or name.rsplit(".", 1)[-1] in PY_KEYWORDS:
+            return
+        head = typed[line_start(typed, start) : start].lstrip()
+        if head.startswith(("def ", "async def ", "class ", "import ", "from ")) or code_state(typed, end) != "code":
+            return
+        if likely_next(ctx.text, name) == "(":
+            self._submit(ctx.text[: ctx.cursor] + "(")
+
+    def _submit(self, before: str) -> None:
+        rkey = self._rkey(before)
+        if self.runner.cached(rkey) is not TIMEOUT:
+            return
+        skey = self._semantic(before)
+        if skey is not None and self.runner.cached(("semantic", skey)) is not TIMEOUT:
+            return
+        self._deadlines.setdefault(rkey, time.monotonic() + self.timeout_s)
+        self.runner.submit(rkey, ("py-signatures", before, self.after, self.ctx.path), (("semantic", skey),) if skey is not None else ())
 
     def _frame_ok(self, full: str, paren: int, end: int, closed: bool, step: int) -> bool | Pending:
         sigs = self._signatures(full, paren)

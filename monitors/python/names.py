@@ -17,8 +17,10 @@ from ..textscan import (
     after_member_dot,
     code_state,
     code_tokens,
+    dotted_start,
     identifiers_from,
     is_word,
+    likely_next,
     line_start,
     prev_significant,
     trailing_word_start,
@@ -97,7 +99,7 @@ class MembersSession(IdentifierSession):
         method's ``self``: anywhere in its class), and the parameters of the enclosing function
         (``self.size = size``). None: not a target.
         """
-        start = _dotted_start(full, s - 1)
+        start = dotted_start(full, s - 1)
         if start is None:
             return None
         indent = start - line_start(full, s)
@@ -155,10 +157,12 @@ class MembersSession(IdentifierSession):
         super().prefetch()
         # predictive: the cursor is right after a name the document knows (``self``, ``os.path``,
         # ``parser``): the user is likely to type "." next, so analyse that now, on the other core
+        # (unless the document mostly calls that name: then the calls monitor prefetches "(";
+        # a dotted name only when the document goes on with "." after it somewhere)
         full = self.typed
         end = len(full)
         if end and is_word(full[end - 1]) and not self.ctx.text[self.ctx.cursor : self.ctx.cursor + 1].strip("\n"):
-            start = _dotted_start(full + ".", end)
+            start = dotted_start(full + ".", end)
             if start is None:
                 return
             name = full[start:end]
@@ -176,6 +180,9 @@ class MembersSession(IdentifierSession):
                 return
             if _is_import_line(full, end) or root in PY_KEYWORDS:
                 return
+            nxt = likely_next(self.ctx.text, full[start:end])
+            if nxt == "(" or (nxt is None and "." in full[start:end]):
+                return  # mostly called; or a dotted name (``self.fo┃``, half-typed?) never followed by "."
             before = self._before(full + ".", end + 1)
             rkey = self._rkey(before)
             if self.runner.cached(rkey) is not TIMEOUT:
@@ -187,20 +194,8 @@ class MembersSession(IdentifierSession):
 
     def share_key(self, full: str, s: int):
         # the same dotted name (``self``, ``os.path``) in the same request has the same members
-        start = _dotted_start(full, s - 1)
+        start = dotted_start(full, s - 1)
         return None if start is None else full[start : s - 1]
-
-
-def _dotted_start(full: str, dot: int) -> int | None:
-    """Start of the plain dotted name (``self``, ``os.path``) that ends at ``full[dot]``."""
-    j = dot
-    while j > 0 and (is_word(full[j - 1]) or full[j - 1] == "."):
-        j -= 1
-    if j == dot or not (full[j] == "_" or full[j].isalpha()):
-        return None
-    if j > 0 and full[j - 1] in ")]}\"'":
-        return None
-    return j
 
 
 class MembersMonitor(_JediMonitor):
