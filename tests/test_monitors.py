@@ -151,6 +151,23 @@ def runner():
     r.shutdown()
 
 
+def test_signature_of_a_class_defined_in_the_class_body_after_its_members_were_analysed():
+    """argparse's ``self._Section(`` after the members of ``self.`` were analysed: jedi's
+    completion of ``_Section`` has no signature; the call itself has one (was: no opinion)."""
+    import argparse
+    from pathlib import Path
+
+    from monitors.python.jedi_analysis import JediAnalyzer
+
+    src = Path(argparse.__file__).read_text(encoding="utf-8")
+    call = src.index("self._root_section = self._Section(") + len("self._root_section = self.")
+    after = src[src.index("\n", call) :]
+    a = JediAnalyzer(None)
+    assert "_Section" in a.members(src[:call], after, argparse.__file__)
+    sigs = a.signatures(src[:call] + "_Section(", after, argparse.__file__)
+    assert sigs and [p.name for p in sigs[0].params] == ["formatter", "parent", "heading"]
+
+
 def test_runner_shuts_down_with_jobs_queued():
     """Shutting down cancels queued jobs, whose callbacks take the runner's lock on the same
     thread: that used to deadlock."""
@@ -162,8 +179,29 @@ def test_runner_shuts_down_with_jobs_queued():
     t.join(30)
     assert not t.is_alive(), "shutdown hung"
     assert any(f.cancelled() for f in futures[1:])
-    concurrent.futures.wait(futures, timeout=60)  # the job already running finishes on its thread
+    for f in futures:  # the job already running finishes on its thread
+        if not f.cancelled():
+            f.result(timeout=60)
     assert not r.busy()
+
+
+def test_runner_times_each_job_itself():
+    """The worker's own time per job (no queueing), with the job's document size; a cache hit
+    is answered like a job, and the result itself is what monitors get."""
+    r = AnalysisRunner(process=False)
+    try:
+        src = "import argparse\n" + "x = 1\n" * 30 + "p = argparse.ArgumentParser()\np."
+        deadlines: dict = {}
+        res = r.resolve(("m",), ("py-members", src, "", None), deadlines, 60)
+        if isinstance(res, Pending):
+            res.wait()
+            res = r.resolve(("m",), ("py-members", src, "", None), deadlines, 60)
+        assert "parse_args" in res
+        assert r.submit(("m",), ("py-members", src, "", None)).result()[0] is res  # cached
+        ((kind, ms, lines),) = list(r.job_ms)
+        assert kind == "py-members" and ms > 0 and lines == 33
+    finally:
+        r.shutdown()
 
 
 def check(monitor, source: str, generated: str, piece: str, vocab: Vocabulary, language: str = "python"):

@@ -343,7 +343,11 @@ class JediAnalyzer:
         if comp is None:
             return _MISSING
         out = _signatures(comp.get_signatures())
-        if tkey is not None and out is not None:
+        if out is None:
+            # the completion knows no signature (jedi gives none for a class defined in the
+            # class body, ``self._Section``): ask at the call itself
+            return _MISSING
+        if tkey is not None:
             self._store_type(("sigm", tkey, name), out)
         return out
 
