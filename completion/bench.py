@@ -192,12 +192,14 @@ def bench_typing(
         progress(f"mode {mode}")
         runs: list[_Keystroke] = []
         peer: Any = None
+        jobs0 = 0
         if mode == "steercode":
             engine.cache.clear()
             engine._model.backend.reset()  # type: ignore[union-attr]
             if engine.monitor_suite() is not None:
                 engine.warm_up_monitors()
                 engine.monitor_suite().runner.call(("ping",), timeout=120)  # type: ignore[union-attr]
+                jobs0 = len(engine.monitor_suite().runner.job_ms)  # type: ignore[union-attr]
         elif mode in ("naive", "llama-cpp-python", "lookup"):
             engine.close()  # never two models at once
             from .backend import LlamaCppPythonPeer
@@ -262,6 +264,10 @@ def bench_typing(
             "match_rate": round(sum(r.match for r in runs) / len(runs), 4),
             "partial_match_rate": round(sum(r.partial for r in runs) / len(runs), 4),
         }
+        suite = engine.monitor_suite() if mode == "steercode" else None
+        if suite is not None:  # the analyses themselves, timed in the worker (no queueing)
+            jobs = [ms for kind, ms, _ in list(suite.runner.job_ms)[jobs0:] if kind in ("py-members", "py-signatures", "py-imports")]
+            report["modes"][mode].update(analysis_jobs=len(jobs), analysis_job_p50_ms=_pct(jobs, 0.5), analysis_job_p95_ms=_pct(jobs, 0.95))
         report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40], r.detail)
                                                  for r in runs]
         progress(f"  {mode}: {report['modes'][mode]}")

@@ -15,6 +15,7 @@ background and fills the cache for the next request).
 from __future__ import annotations
 
 import bisect
+import collections
 import concurrent.futures
 import concurrent.futures.process
 import contextlib
@@ -204,6 +205,9 @@ class AnalysisRunner:
         # once on the same thread and take this lock too
         self._lock = threading.RLock()
         self._cache_size = cache_size
+        #: (job kind, ms, document lines) of the latest finished jobs, timed by the worker itself
+        #: (no queueing)
+        self.job_ms: collections.deque[tuple[str, float, int]] = collections.deque(maxlen=10000)
         self._running = 0
         self._root = root
         self._want_process = process
@@ -250,11 +254,12 @@ class AnalysisRunner:
 
     # ---- jobs ----------------------------------------------------------------------------
     def submit(self, key: Hashable, job: tuple, aliases: tuple[Hashable, ...] = ()) -> concurrent.futures.Future:
-        """Start (or join) the analysis for ``key``; its result is cached when it arrives."""
+        """Start (or join) the analysis for ``key``; its result is cached when it arrives. The
+        future's value is (result, the job's own ms)."""
         with self._lock:
             if key in self._cache:
                 fut: concurrent.futures.Future = concurrent.futures.Future()
-                fut.set_result(self._cache[key])
+                fut.set_result((self._cache[key], 0.0))  # like a job's: (result, ms)
                 self._cache.move_to_end(key)
                 return fut
             pending = self._pending.get(key)
@@ -264,17 +269,19 @@ class AnalysisRunner:
 
             try:
                 with _hidden_main():
-                    inner = self._ensure_executor().submit(worker.run, *job)
+                    inner = self._ensure_executor().submit(worker.run_timed, *job)
             except Exception:  # a broken pool: restart it once
                 self._restart()
                 with _hidden_main():
-                    inner = self._ensure_executor().submit(worker.run, *job)
+                    inner = self._ensure_executor().submit(worker.run_timed, *job)
             self._running += 1
             self._pending[key] = inner
 
         def done(f: concurrent.futures.Future) -> None:
             try:
-                result = f.result()
+                result, ms = f.result()
+                doc = job[1] if len(job) > 1 and isinstance(job[1], str) else ""
+                self.job_ms.append((job[0], ms, doc.count("\n") + 1 + (job[2].count("\n") if len(job) > 2 and isinstance(job[2], str) else 0)))
             except concurrent.futures.CancelledError:
                 result = None  # the pool shut down before the job ran
             except Exception as exc:  # analysis failure or a dead worker: "no opinion"
@@ -312,7 +319,7 @@ class AnalysisRunner:
             if c is not TIMEOUT:
                 return c
             try:
-                return fut.result()
+                return fut.result()[0]  # done, but its callback has not filled the cache yet
             except Exception:
                 return None
         if time.monotonic() >= deadline:

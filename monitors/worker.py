@@ -13,6 +13,7 @@ in-process when a worker process cannot be used (``AnalysisRunner(process=False)
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,13 @@ def run(kind: str, *args: Any) -> Any:
     if kind == "ping":
         return True
     raise ValueError(f"unknown analysis job {kind!r}")
+
+
+def run_timed(kind: str, *args: Any) -> tuple[Any, float]:
+    """``run``, and how long the job itself took in ms (the worker's own clock: no queueing)."""
+    t0 = time.perf_counter()
+    result = run(kind, *args)
+    return result, (time.perf_counter() - t0) * 1000
 
 
 # ---- language servers (multilspy), one per (language, root), started on first use -------------
