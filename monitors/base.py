@@ -302,6 +302,17 @@ class AnalysisRunner:
         inner.add_done_callback(done)
         return inner
 
+    def prefetch(self, key: Hashable, job: tuple, semantic_key: Callable[[], str | None]) -> bool:
+        """Start ``job`` ahead of need, unless its answer is already known: under ``key``, or
+        under ``semantic_key()`` (asked only on a miss). True when it was started (or joined)."""
+        if self.cached(key) is not TIMEOUT:
+            return False
+        skey = semantic_key()
+        if skey is not None and self.cached(("semantic", skey)) is not TIMEOUT:
+            return False  # answered from the semantic cache when asked
+        self.submit(key, job, (("semantic", skey),) if skey is not None else ())
+        return True
+
     def resolve(
         self, key: Hashable, job: tuple, deadlines: dict[Hashable, float], timeout_s: float, aliases: tuple[Hashable, ...] = ()
     ) -> Any:

@@ -128,12 +128,8 @@ class IdentifierSession:
         if self.in_context(full, s):
             before = self._before(full, s)
             rkey = self._rkey(before)
-            if self.runner.cached(rkey) is TIMEOUT:
-                skey = self.semantic_key(before)
-                if skey is not None and self.runner.cached(("semantic", skey)) is not TIMEOUT:
-                    return  # answered from the semantic cache when asked
+            if self.runner.prefetch(rkey, self.job(before), lambda: self.semantic_key(before)):
                 self._deadlines.setdefault(rkey, time.monotonic() + self.timeout_s)
-                self.runner.submit(rkey, self.job(before), (("semantic", skey),) if skey is not None else ())
 
     # ---- the constraint contract -----------------------------------------------------------
     def check(self, generated: str, token: int, text: str | None) -> bool | Pending:

@@ -307,13 +307,8 @@ class CallsSession:
 
     def _submit(self, before: str) -> None:
         rkey = self._rkey(before)
-        if self.runner.cached(rkey) is not TIMEOUT:
-            return
-        skey = self._semantic(before)
-        if skey is not None and self.runner.cached(("semantic", skey)) is not TIMEOUT:
-            return
-        self._deadlines.setdefault(rkey, time.monotonic() + self.timeout_s)
-        self.runner.submit(rkey, ("py-signatures", before, self.after, self.ctx.path), (("semantic", skey),) if skey is not None else ())
+        if self.runner.prefetch(rkey, ("py-signatures", before, self.after, self.ctx.path), lambda: self._semantic(before)):
+            self._deadlines.setdefault(rkey, time.monotonic() + self.timeout_s)
 
     def _frame_ok(self, full: str, paren: int, end: int, closed: bool, step: int) -> bool | Pending:
         sigs = self._signatures(full, paren)

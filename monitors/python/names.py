@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from ..base import TIMEOUT, AnalysisRunner, MonitorContext, NameSet, Rewind
+from ..base import AnalysisRunner, MonitorContext, NameSet, Rewind
 from ..identifiers import IdentifierSession
 from ..syntax import cursor_in_code, open_brackets
 from ..textscan import (
@@ -184,13 +184,7 @@ class MembersSession(IdentifierSession):
             if nxt == "(" or (nxt is None and "." in full[start:end]):
                 return  # mostly called; or a dotted name (``self.fo┃``, half-typed?) never followed by "."
             before = self._before(full + ".", end + 1)
-            rkey = self._rkey(before)
-            if self.runner.cached(rkey) is not TIMEOUT:
-                return
-            skey = self.semantic_key(before)
-            if skey is not None and self.runner.cached(("semantic", skey)) is not TIMEOUT:
-                return
-            self.runner.submit(rkey, self.job(before), (("semantic", skey),) if skey is not None else ())
+            self.runner.prefetch(self._rkey(before), self.job(before), lambda: self.semantic_key(before))
 
     def share_key(self, full: str, s: int):
         # the same dotted name (``self``, ``os.path``) in the same request has the same members
