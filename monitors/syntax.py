@@ -28,6 +28,7 @@ __all__ = [
     "offset_to_byte",
     "open_brackets",
     "parse",
+    "string_start",
 ]
 
 # LSP languageId (and friendly aliases) -> grammar key
@@ -263,6 +264,22 @@ def cursor_syntax(text: str, offset: int, language: str | None) -> CursorSyntax 
     depth = bracket_depth(text, offset, canonical_language(language))
     return CursorSyntax(in_string=in_string, in_comment=in_comment, open_brackets=depth, has_error=root.has_error)
 
+
+
+def string_start(text: str, offset: int, language: str | None) -> int | None:
+    """Where the string literal that holds ``offset`` starts (a code-point offset); None when
+    ``offset`` is not inside one (or the language has no grammar)."""
+    parsed = parse(text, language)
+    if parsed is None:
+        return None
+    tree, data = parsed
+    b = offset_to_byte(text, offset)
+    node = tree.root_node.descendant_for_byte_range(b, b)
+    while node is not None:
+        if node.type in ("string", "template_string") and node.start_byte < b < node.end_byte:
+            return byte_to_offset(data, node.start_byte)
+        node = node.parent
+    return None
 
 
 def cursor_in_code(text: str, offset: int, language: str | None) -> bool:

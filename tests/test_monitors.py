@@ -350,6 +350,9 @@ def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab
         ("print(┃", "", "1, 2, sep=', ')", True),
         ("print(┃", "", "1, bogus=2)", False),
         ("print(┃", "", "1, bogus = 2)", False),  # spaced keywords are keywords too
+        # a docstring longer than the scan window ends before the call: the call is judged
+        ('def f(a):\n    """Doc.\n' + "    more\n" * 60 + '    """\n    return f(1┃', "", ", ", False),
+        ('def f(a):\n    """Doc.\n' + "    more\n" * 60 + '    """\n    return f(┃', "", "1)", True),
     ],
 )
 def test_calls_golden(runner, small_vocab, source, generated, piece, verdict):

@@ -51,3 +51,12 @@ def test_common_prefix():
     assert syntax._common_prefix(b"", b"abc") == 0
     assert syntax._common_prefix(b"xbc", b"abc") == 0
     assert syntax._common_prefix(b"a" * 1000 + b"b", b"a" * 1000 + b"c") == 1000
+
+
+def test_string_start():
+    text = 'x = 1\ns = """a\nb\nc"""\ny = "é😀q"\n'
+    assert syntax.string_start(text, text.index("b"), "python") == text.index('"""')
+    assert syntax.string_start(text, text.index("q"), "python") == text.index('"é')
+    assert syntax.string_start(text, text.index("y"), "python") is None
+    assert syntax.string_start(text, 0, "python") is None
+    assert syntax.string_start(text, 3, "no-such-language") is None

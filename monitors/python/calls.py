@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..base import TIMEOUT, AnalysisRunner, MonitorContext, MonitorStats, Pending
+from ..syntax import cursor_in_code, string_start
 from ..textscan import (
     code_state,
     code_tokens,
@@ -225,6 +226,13 @@ class CallsSession:
                 ws = 0
                 break
         ws = 0 if ws <= 0 else ws + 1
+        # the scan must start outside strings: a window that starts inside a docstring would read
+        # the code after it as a string (and have no opinion there)
+        for _ in range(3):
+            st = string_start(ctx.text, ws, "python") if ws > 0 else None
+            if st is None:
+                break
+            ws = line_start(base, st)
         self.shift = ws
         self.window = base[ws:]
         self.after = ctx.after_cursor_line
@@ -361,8 +369,6 @@ class CallsMonitor:
     def start(self, ctx: MonitorContext):
         if ctx.language != "python":
             return None
-        from ..syntax import cursor_in_code
-
         if not cursor_in_code(ctx.text, ctx.offset, ctx.language):
             return None
         session = CallsSession(ctx, self.runner, self.timeout_s)
