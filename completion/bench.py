@@ -266,7 +266,7 @@ def bench_typing(
         }
         suite = engine.monitor_suite() if mode == "steercode" else None
         if suite is not None:  # the analyses themselves, timed in the worker (no queueing)
-            jobs = [ms for kind, ms, _ in list(suite.runner.job_ms)[jobs0:] if kind in ("py-members", "py-signatures", "py-imports")]
+            jobs = suite.runner.trigger_job_ms(since=jobs0)
             report["modes"][mode].update(analysis_jobs=len(jobs), analysis_job_p50_ms=_pct(jobs, 0.5), analysis_job_p95_ms=_pct(jobs, 0.95))
         report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40], r.detail)
                                                  for r in runs]

@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 __all__ = ["Site", "call_sites", "member_sites", "name_sites", "run_eval"]
 
 _WS = re.compile(r"\s+")
-_TRIGGER_JOBS = frozenset({"py-members", "py-signatures", "py-imports"})
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 
 
@@ -352,7 +351,7 @@ def run_eval(
             d["monitor_overhead_ms"] = round(statistics.median(overheads), 4) if overheads else 0.0
         report["modes"][mode] = d
     # the analyses themselves, timed in the worker (no queueing), in files of 2,000+ lines
-    jobs = [ms for kind, ms, lines in runner.job_ms if kind in _TRIGGER_JOBS and lines >= 2000]
+    jobs = runner.trigger_job_ms(min_lines=2000)
     report["analysis"] = {
         "triggers": len(analysis_ms),
         "p50_ms": _pct(analysis_ms, 0.5),

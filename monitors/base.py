@@ -189,6 +189,10 @@ def _hidden_main():
                 setattr(main, k, v)
 
 
+#: the jedi analyses monitors ask for at their triggers (``worker.run`` kinds)
+_TRIGGER_JOBS = frozenset({"py-members", "py-signatures", "py-imports"})
+
+
 class AnalysisRunner:
     """Runs static analysis jobs (``monitors.worker.run(*job)``) with a time budget and a cache.
 
@@ -280,8 +284,8 @@ class AnalysisRunner:
         def done(f: concurrent.futures.Future) -> None:
             try:
                 result, ms = f.result()
-                doc = job[1] if len(job) > 1 and isinstance(job[1], str) else ""
-                self.job_ms.append((job[0], ms, doc.count("\n") + 1 + (job[2].count("\n") if len(job) > 2 and isinstance(job[2], str) else 0)))
+                lines = 1 + sum(part.count("\n") for part in job[1:3] if isinstance(part, str))  # before + after
+                self.job_ms.append((job[0], ms, lines))
             except concurrent.futures.CancelledError:
                 result = None  # the pool shut down before the job ran
             except Exception as exc:  # analysis failure or a dead worker: "no opinion"
@@ -301,6 +305,11 @@ class AnalysisRunner:
 
         inner.add_done_callback(done)
         return inner
+
+    def trigger_job_ms(self, since: int = 0, min_lines: int = 0) -> list[float]:
+        """The worker's own ms of the monitors' trigger analyses among ``job_ms[since:]``, in
+        documents of at least ``min_lines`` lines (warm-ups and the eval's truth jobs left out)."""
+        return [ms for kind, ms, lines in list(self.job_ms)[since:] if kind in _TRIGGER_JOBS and lines >= min_lines]
 
     def prefetch(self, key: Hashable, job: tuple, semantic_key: Callable[[], str | None]) -> bool:
         """Start ``job`` ahead of need, unless its answer is already known: under ``key``, or

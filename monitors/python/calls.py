@@ -297,7 +297,7 @@ class CallsSession:
         ctx = self.ctx
         if ctx.text[ctx.cursor : ctx.cursor + 1].strip("\n"):
             return  # text after the cursor on its line: not the end of a name being typed
-        typed = self.window + ctx.text[ctx.offset : ctx.cursor]
+        typed = ctx.text[: ctx.cursor]  # (the user's text: token healing may start decoding before it)
         end = len(typed)
         if not end or not is_word(typed[end - 1]):
             return
@@ -311,7 +311,7 @@ class CallsSession:
         if head.startswith(("def ", "async def ", "class ", "import ", "from ")) or code_state(typed, end) != "code":
             return
         if likely_next(ctx.text, name) == "(":
-            self._submit(ctx.text[: ctx.cursor] + "(")
+            self._submit(typed + "(")
 
     def _submit(self, before: str) -> None:
         rkey = self._rkey(before)
