@@ -335,6 +335,25 @@ def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab
     assert check(m, src, "", "emitted = 1", small_vocab)
 
 
+_FORWARDER = """class Container:
+    def __init__(self, description, prefix_chars):
+        self.description = description
+
+
+class Group(Container):
+    def __init__(self, title=None, description=None, **kwargs):
+        kwargs.setdefault('prefix_chars', '-')
+        super().__init__(description=description, **kwargs)
+
+
+class Parser:
+    def add_group(self, *args, **kwargs):
+        return Group(*args, **kwargs)
+
+
+"""
+
+
 @pytest.mark.parametrize(
     "source, generated, piece, verdict",
     [
@@ -353,6 +372,13 @@ def test_members_definitions_of_self_come_from_its_own_class(runner, small_vocab
         # a docstring longer than the scan window ends before the call: the call is judged
         ('def f(a):\n    """Doc.\n' + "    more\n" * 60 + '    """\n    return f(1┃', "", ", ", False),
         ('def f(a):\n    """Doc.\n' + "    more\n" * 60 + '    """\n    return f(┃', "", "1)", True),
+        # jedi reads a class's __init__ only: float's is object's, which takes nothing
+        ("x = float(┃", "", "'inf')", True),
+        # jedi shows a forwarder's callee's parameters, and misses that the forwarder fills the
+        # required ``prefix_chars`` itself (argparse's add_argument_group): the forwarder's own count
+        (_FORWARDER + "Parser().add_group(┃", "", "'options')", True),
+        (_FORWARDER + "Group(┃", "", "'options')", True),
+        (_FORWARDER + "Group(┃", "", "'a', 'b', 'c'", False),
     ],
 )
 def test_calls_golden(runner, small_vocab, source, generated, piece, verdict):

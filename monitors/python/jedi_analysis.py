@@ -8,6 +8,7 @@ calls must run on the ``AnalysisRunner`` thread: jedi is not thread-safe.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import keyword
 import logging
 import os
@@ -149,11 +150,58 @@ def _end_position(code_before: str) -> tuple[int, int]:
 
 
 def _signatures(sigs) -> tuple[Signature, ...] | None:
-    """jedi signatures as plain data; None when there are none."""
-    return tuple(
-        Signature(name=s.name, params=tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in s.params))
-        for s in sigs
-    ) or None
+    """jedi signatures as plain data; None when there are none, or when one of them is a guess
+    (a call must fit one of the overloads: judging by the others could reject a right call)."""
+    out = []
+    for s in sigs:
+        params = _params(s)
+        if params is None:
+            return None
+        out.append(Signature(name=s.name, params=params))
+    return tuple(out) or None
+
+
+def _params(sig) -> tuple[Param, ...] | None:
+    """The parameters a call of ``sig`` must fit, or None when jedi's are a guess:
+    - a class whose ``__new__`` comes before any ``__init__`` in its MRO (``float('inf')``):
+      jedi reads only ``__init__`` and would find ``object()``'s empty one;
+    - a function that forwards ``*args``/``**kwargs``: jedi shows the callee's parameters
+      instead, and misses what the function does with them first (argparse's
+      ``add_argument_group`` fills required ones with ``kwargs.setdefault``). The function's
+      own parameters are what the call must fit."""
+    inner = getattr(sig, "_signature", None)  # jedi's internal signature (jedi 0.19)
+    try:
+        if sig.type == "class" and _new_before_init(inner.value):
+            return None
+        declared = inner.get_param_names(resolve_stars=False)
+        stars = {(p.string_name, p.get_kind()) for p in declared if p.get_kind() in _STARS}
+        if stars - {(p.name, p.kind) for p in sig.params}:
+            return tuple(Param(p.string_name, p.get_kind().name, _declared_default(p)) for p in declared)
+    except Exception:
+        log.debug("jedi signature internals not as expected", exc_info=True)
+        return None
+    return tuple(Param(p.name, p.kind.name, _has_default(p.description)) for p in sig.params)
+
+
+_STARS = {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
+
+
+def _new_before_init(cls) -> bool:
+    for c in cls.py__mro__():
+        node = getattr(c, "tree_node", None)
+        if node is None or node.type != "classdef":
+            continue
+        defined = {f.name.value for f in node.iter_funcdefs()}
+        if "__init__" in defined:
+            return False
+        if "__new__" in defined:
+            return True
+    return False
+
+
+def _declared_default(param_name) -> bool:
+    node = getattr(param_name, "default_node", _MISSING)  # a tree parameter's ``= value``
+    return _has_default(param_name.to_string()) if node is _MISSING else node is not None
 
 
 def _has_default(description: str) -> bool:
