@@ -241,6 +241,57 @@ def test_members_golden(runner, small_vocab, source, generated, piece, verdict):
     assert bool(check(MembersMonitor(runner, 20000), source, generated, piece, small_vocab)) is verdict
 
 
+_LOGGER = """class Manager:
+    def __init__(self, root):
+        self.root = root
+
+
+class Logger:
+    def __init__(self, name):
+        self.name = name
+
+    def child(self, suffix):
+        return self.┃
+
+
+Logger.manager = Manager(None)
+Logger.root = Logger('root')
+"""
+
+_GUARDED = """class Container:
+    def check(self, action):
+        if hasattr(self, "_get_formatter"):
+            self.┃
+
+    def other(self):
+        pass
+
+
+class Unrelated:
+    def f(self):
+        return hasattr(self, "_elsewhere")
+"""
+
+
+@pytest.mark.parametrize(
+    "source, piece, verdict",
+    [
+        # attributes set on the class from outside it (logging's ``Logger.manager``): jedi misses them
+        (_LOGGER, "manager.", True),
+        (_LOGGER, "root)", True),
+        (_LOGGER, "rooted)", False),
+        (_LOGGER.replace("self.┃", "Logger.┃"), "root)", True),
+        (_LOGGER.replace("self.┃", "Logger.┃"), "nothing)", False),
+        # a name the class tests with hasattr (argparse's ``self._get_formatter()``), not another class's
+        (_GUARDED, "_get_formatter()", True),
+        (_GUARDED, "_elsewhere()", False),
+        (_GUARDED, "other()", True),
+    ],
+)
+def test_members_the_document_shows(runner, small_vocab, source, piece, verdict):
+    assert bool(check(MembersMonitor(runner, 20000), source, "", piece, small_vocab)) is verdict
+
+
 def test_members_allows_new_attribute_definitions(runner, small_vocab):
     src = "class A:\n    def __init__(self, size):\n        self.┃\n\n    def area(self):\n        return self.size * 2\n"
     m = MembersMonitor(runner, 20000)

@@ -75,6 +75,7 @@ class MembersSession(IdentifierSession):
     def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)
         self._bindings: dict[str, NameSet] = {}
+        self._widened: dict[tuple[int, str], NameSet] = {}
 
     def in_context(self, full: str, s: int) -> bool:
         if not after_member_dot(full, s, ")]}\"'"):  # not "..." nor the dot of "1.5" either
@@ -92,6 +93,44 @@ class MembersSession(IdentifierSession):
         except Exception:  # a key is an optimization: never a reason to fail
             log.debug("member_key failed", exc_info=True)
             return None
+
+    def legal_at(self, full: str, s: int):
+        """jedi's members, and those the document shows the object has that jedi misses."""
+        legal = super().legal_at(full, s)
+        if not isinstance(legal, NameSet):
+            return legal
+        start = dotted_start(full, s - 1)
+        if start is None:
+            return legal
+        root = full[start : s - 1]
+        key = (id(legal), root)
+        widened = self._widened.get(key)
+        if widened is None:
+            extra = self._evidence(full, s, root) - legal._set
+            widened = self._widened[key] = NameSet([*legal.names, *extra]) if extra else legal
+        return widened
+
+    def _evidence(self, full: str, s: int, root: str) -> set[str]:
+        """Members of ``root`` that the document shows and jedi does not see: attributes it is
+        assigned anywhere (``Logger.root = root`` below the class), and names that a
+        ``hasattr``/``getattr`` guards (``if hasattr(self, "_get_formatter")`` in a base
+        class). For a method's ``self``: the guards in its class, and the attributes assigned
+        on the class by name. Only ever more names: never a reason to reject."""
+        idx, ls, _ = _cursor_scopes(self.ctx)
+        doc = idx.text  # the document without the line being written
+        params = _enclosing_params(full, s)
+        if params and root == params[0]:
+            text = self.ctx.text  # the cursor's line: ``doc`` has it removed
+            indent = len(text) - ls - len(text[ls:].lstrip(" \t"))
+            span = idx.class_span(ls, indent)
+            if span is None:
+                return set()
+            names = _members_shown(doc[span[0] : span[1]], root)
+            header = _CLASS_NAME.match(doc, span[0])
+            if header:
+                names |= _members_shown(doc, header.group(1), guards=False)
+            return names
+        return _members_shown(doc, root)
 
     def _binding(self, full: str, s: int) -> NameSet | None:
         """Names an attribute *definition* may use at ``full[s]`` (``self.x = ...`` at the start
@@ -111,8 +150,7 @@ class MembersSession(IdentifierSession):
             return cached
         idx, ls, _ = _cursor_scopes(self.ctx)
         doc = idx.text  # the document without the line being written: that defines nothing yet
-        header = re.search(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n(?![\s\S]*\n[ \t]*def\s)", full[max(0, s - 20000) : s])
-        params = re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
+        params = _enclosing_params(full, s)
         if params and root == params[0]:
             # ``self.x = ...`` in a method: the attributes this class's methods use, not those
             # of every class in the file (another class's ``self.emit`` is no evidence)
@@ -190,6 +228,27 @@ class MembersSession(IdentifierSession):
         # the same dotted name (``self``, ``os.path``) in the same request has the same members
         start = dotted_start(full, s - 1)
         return None if start is None else full[start : s - 1]
+
+
+_CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
+
+
+def _enclosing_params(full: str, s: int) -> list[str]:
+    """The parameter names of the function whose body ``full[s]`` is in (a regex guess over
+    the last ``def`` header before it; [] when there is none)."""
+    header = re.search(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n(?![\s\S]*\n[ \t]*def\s)", full[max(0, s - 20000) : s])
+    return re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
+
+
+@functools.lru_cache(maxsize=32)
+def _members_shown(text: str, root: str, guards: bool = True) -> frozenset[str]:
+    """Attributes ``text`` assigns on ``root`` (``root.x = …``, ``root.x += …``) and, with
+    ``guards``, the names it tests with ``hasattr``/``getattr``/``setattr(root, "x"…``."""
+    r = re.escape(root)
+    names = set(re.findall(r"(?<![\w.])" + r + r"\.([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text))
+    if guards:
+        names.update(re.findall(r"\b(?:has|get|set)attr\(\s*" + r + r"\s*,\s*['\"]([A-Za-z_]\w*)['\"]", text))
+    return frozenset(names)
 
 
 class MembersMonitor(_JediMonitor):
