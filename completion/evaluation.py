@@ -5,7 +5,9 @@ in comments, strings or import lines), sampled deterministically with the seed. 
 document is the file with the rest of that line removed and the cursor right after the dot; the
 completion is the rest of the line, once plain (no monitors) and once monitored, same model,
 greedy, single-line. The truth set is what jedi reports at that point in the *original* file;
-sites where jedi reports nothing are skipped and counted.
+sites where jedi reports nothing are skipped and counted, and so are sites where the truth does
+not admit the original code (``truth_misses_original``: it is right by definition, so jedi's
+truth is wrong there, e.g. an attribute set on the class from outside it).
 
 names: sites are names passed as arguments (``f(a, key=b)``); the document keeps the line up to
 the name; the truth is the names jedi finds in scope there in the original file. A completion is
@@ -221,6 +223,15 @@ def _call_args_of(completion: str) -> tuple[str, bool]:
     return completion, False
 
 
+def _truth_admits_original(task: str, truth, site: Site) -> bool:
+    """Does jedi's truth admit the code the site was cut from?"""
+    from monitors.python.calls import call_ok, parse_args
+
+    if task == "calls":
+        return any(call_ok(parse_args(site.truth_name), True, sig) for sig in truth)
+    return site.truth_name in truth
+
+
 def run_eval(
     task: str,
     paths: Sequence[str],
@@ -259,6 +270,7 @@ def run_eval(
     overheads: list[float] = []
     analysis_ms: list[float] = []
     skipped = 0
+    misses_original = 0
     base_opts = {"line_mode": "single", "max_tokens": 32, "time_budget_ms": 0}  # whole lines, however long they take
     errors_cache: dict[str, int] = {}
     for k, site in enumerate(chosen):
@@ -266,6 +278,12 @@ def run_eval(
         truth = runner.call((truth_kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
         if not truth:
             skipped += 1
+            continue
+        if not _truth_admits_original(task, truth, site):
+            # jedi's truth is wrong here (the original code is right by definition): a verdict
+            # against it would mean nothing
+            skipped += 1
+            misses_original += 1
             continue
         doc = site.document
         base_req = dict(text=doc, offset=site.offset, language="python", path=site.path)
@@ -335,6 +353,7 @@ def run_eval(
         "model": engine.describe().get("description"),
         "sites": len(chosen) - skipped,
         "skipped": skipped,
+        "truth_misses_original": misses_original,
         "modes": {},
     }
     for mode, recs in modes.items():
@@ -366,7 +385,9 @@ def run_eval(
 
 def format_table(report: dict[str, Any]) -> str:
     names = ["valid_rate", "exact_rate", "line_exact_rate", "parse_rate", "p50_ms", "p95_ms", "monitor_overhead_ms"]
-    lines = [f"task {report['task']}: {report['sites']} sites ({report['skipped']} skipped), model {report['model']}"]
+    lines = [f"task {report['task']}: {report['sites']} sites ({report['skipped']} skipped, "
+             f"{report.get('truth_misses_original', 0)} of them where jedi's truth rejects the original code), "
+             f"model {report['model']}"]
     lines.append(f"{'metric':<22}{'plain':>12}{'monitored':>12}")
     for n in names:
         p = report["modes"]["plain"].get(n, "")

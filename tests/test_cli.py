@@ -232,6 +232,23 @@ def test_eval_calls_runs(server_env, tmp_path):
     assert json.loads(out.read_text())["task"] == "calls"
 
 
+def test_eval_truth_must_admit_the_original_code():
+    """A site where jedi's truth rejects the code it was cut from is skipped: a verdict against
+    a wrong truth means nothing."""
+    from completion.evaluation import Site, _truth_admits_original
+    from monitors.python.jedi_analysis import Param, Signature
+
+    text = "Logger.root\nf(1, 2)\n"
+    member = Site("a.py", text, 7, 11, "root")
+    assert _truth_admits_original("members", frozenset({"root", "name"}), member)
+    assert not _truth_admits_original("members", frozenset({"name"}), member)
+    call = Site("a.py", text, 14, 19, "1, 2")
+    one = Signature("f", (Param("a", "POSITIONAL_OR_KEYWORD", False),))
+    two = Signature("f", (*one.params, Param("b", "POSITIONAL_OR_KEYWORD", True)))
+    assert not _truth_admits_original("calls", (one,), call)
+    assert _truth_admits_original("calls", (one, two), call)
+
+
 def test_eval_missing_path(server_env):
     p = run("eval", "members", "/no/such/dir", env=server_env)
     assert p.returncode == 2 and "no such file" in p.stderr.decode()
