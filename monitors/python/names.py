@@ -245,9 +245,14 @@ def _members_shown(text: str, root: str, guards: bool = True) -> frozenset[str]:
     """Attributes ``text`` assigns on ``root`` (``root.x = …``, ``root.x += …``) and, with
     ``guards``, the names it tests with ``hasattr``/``getattr``/``setattr(root, "x"…``."""
     r = re.escape(root)
-    names = set(re.findall(r"(?<![\w.])" + r + r"\.([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text))
-    if guards:
-        names.update(re.findall(r"\b(?:has|get|set)attr\(\s*" + r + r"\s*,\s*['\"]([A-Za-z_]\w*)['\"]", text))
+    # (patterns that start with a literal: re scans for it fast; a lookbehind first is 10x slower)
+    names = {
+        m.group(1)
+        for m in re.finditer(r + r"\.([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text)
+        if not m.start() or not (text[m.start() - 1].isalnum() or text[m.start() - 1] in "._")
+    }
+    if guards and "attr(" in text:
+        names.update(re.findall(r"attr\(\s*" + r + r"\s*,\s*['\"]([A-Za-z_]\w*)['\"]", text))
     return frozenset(names)
 
 
