@@ -273,6 +273,19 @@ class Unrelated:
 """
 
 
+_NESTED = """class HelpFormatter:
+    def __init__(self, width):
+        self.width = width
+
+    class _Section:
+        def __init__(self, formatter):
+            self.formatter = formatter
+
+    def _add_item(self, func):
+        self.┃
+"""
+
+
 @pytest.mark.parametrize(
     "source, piece, verdict",
     [
@@ -286,6 +299,10 @@ class Unrelated:
         (_GUARDED, "_get_formatter()", True),
         (_GUARDED, "_elsewhere()", False),
         (_GUARDED, "other()", True),
+        # a nested class's ``self.formatter = …`` is not this class's member (argparse's
+        # HelpFormatter._Section)
+        (_NESTED, "formatter.", False),
+        (_NESTED, "width)", True),
     ],
 )
 def test_members_the_document_shows(runner, small_vocab, source, piece, verdict):

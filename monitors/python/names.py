@@ -125,7 +125,9 @@ class MembersSession(IdentifierSession):
             span = idx.class_span(ls, indent)
             if span is None:
                 return set()
-            names = _members_shown(doc[span[0] : span[1]], root)
+            # (jedi sees ``self.x = …`` in the class's methods; in the span, such assignments
+            # may be a nested class's own ``self``)
+            names = _members_shown(doc[span[0] : span[1]], root, assigns=False)
             header = _CLASS_NAME.match(doc, span[0])
             if header:
                 names |= _members_shown(doc, header.group(1), guards=False)
@@ -241,16 +243,19 @@ def _enclosing_params(full: str, s: int) -> list[str]:
 
 
 @functools.lru_cache(maxsize=32)
-def _members_shown(text: str, root: str, guards: bool = True) -> frozenset[str]:
-    """Attributes ``text`` assigns on ``root`` (``root.x = …``, ``root.x += …``) and, with
-    ``guards``, the names it tests with ``hasattr``/``getattr``/``setattr(root, "x"…``."""
+def _members_shown(text: str, root: str, guards: bool = True, assigns: bool = True) -> frozenset[str]:
+    """With ``assigns``, the attributes ``text`` assigns on ``root`` (``root.x = …``,
+    ``root.x += …``); with ``guards``, the names it tests with ``hasattr``/``getattr``/
+    ``setattr(root, "x"…``."""
     r = re.escape(root)
-    # (patterns that start with a literal: re scans for it fast; a lookbehind first is 10x slower)
-    names = {
-        m.group(1)
-        for m in re.finditer(r + r"\.([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text)
-        if not m.start() or not (text[m.start() - 1].isalnum() or text[m.start() - 1] in "._")
-    }
+    names: set[str] = set()
+    if assigns:
+        # (patterns that start with a literal: re scans for it fast; a lookbehind first is 10x slower)
+        names.update(
+            m.group(1)
+            for m in re.finditer(r + r"\.([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text)
+            if not m.start() or not (text[m.start() - 1].isalnum() or text[m.start() - 1] in "._")
+        )
     if guards and "attr(" in text:
         names.update(re.findall(r"attr\(\s*" + r + r"\s*,\s*['\"]([A-Za-z_]\w*)['\"]", text))
     return frozenset(names)
