@@ -238,8 +238,16 @@ _CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
 def _enclosing_params(full: str, s: int) -> list[str]:
     """The parameter names of the function whose body ``full[s]`` is in (a regex guess over
     the last ``def`` header before it; [] when there is none)."""
-    header = re.search(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n(?![\s\S]*\n[ \t]*def\s)", full[max(0, s - 20000) : s])
-    return re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
+    lo, i = max(0, s - 20000), s
+    while (i := full.rfind("def", lo, i)) >= 0:
+        ls = line_start(full, i)
+        if full[i + 3 : i + 4] in (" ", "\t") and full[ls:i].strip(" \t") in ("", "async"):  # the last ``def`` that starts a line
+            header = _DEF_HEADER.match(full, i, s)
+            return re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
+    return []
+
+
+_DEF_HEADER = re.compile(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n")
 
 
 @functools.lru_cache(maxsize=32)
