@@ -64,7 +64,7 @@ class Settings:
     top_p: float = 1.0
     seed: int = 0
     model_wait_ms: int = 15000  # how long a request waits for the model to load
-    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp")  # enabled monitors
+    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp", "repeats")  # enabled monitors
     monitor_timeout_ms: int = 300  # analysis budget per trigger; slower means "no opinion" there
     cache: bool = True  # typed-through suggestion cache
     drafting: bool = True  # speculative drafts (prompt lookup + token recycling), verified exactly

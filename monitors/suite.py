@@ -18,7 +18,7 @@ __all__ = ["ALL_MONITORS", "MonitorSuite"]
 
 #: every monitor steercode has; the LSP-backed ones cover TypeScript/JavaScript (and more when
 #: their language servers are installed)
-ALL_MONITORS = ("members", "calls", "imports", "names", "lsp")
+ALL_MONITORS = ("members", "calls", "imports", "names", "lsp", "repeats")
 
 
 class MonitorSuite:
@@ -56,6 +56,10 @@ class MonitorSuite:
                     monitors.append(self._lsp)
             except Exception:
                 log.warning("LSP-backed monitors unavailable", exc_info=True)
+        if "repeats" in self.enabled:
+            from .repeats import RepeatsMonitor
+
+            monitors.append(RepeatsMonitor())
         self._monitors = monitors
         return monitors
 

@@ -1,0 +1,92 @@
+"""The line being written must not repeat the assignment right above it.
+
+A small model that the members monitor steers away from its first choice often settles on the
+statement it has just seen: ``self.pos = pos`` under ``self.pos = pos``. Assigning the same
+call-free value to the same target twice in a row does nothing, so no project wants it. When
+the cursor's line would end as a copy of the line above, the session rejects the token that
+ends it with a rewind to the first generated token: the decoder tries its next choice there.
+
+Language-agnostic, no analysis: the answer depends only on the request and the generated text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from .base import MonitorContext, MonitorStats, Rewind
+
+__all__ = ["RepeatsMonitor"]
+
+_WS = re.compile(r"\s+")
+#: ``target = value`` (also ``+=``-style is excluded: repeating those changes the value), where
+#: the value calls nothing: running it twice is running it once
+_IDEMPOTENT = re.compile(r"[A-Za-z_$][\w$.]*(?:\[[^\]()]*\])?\s*(?::[^=()]*)?=(?!=)[^()]*")
+
+
+def _norm(line: str) -> str:
+    return _WS.sub(" ", line).strip()
+
+
+class RepeatsSession:
+    name = "repeats"
+
+    def __init__(self, ctx: MonitorContext, above: str) -> None:
+        self.ctx = ctx
+        self.above = above
+        ls = ctx.text.rfind("\n", 0, ctx.offset) + 1
+        self.head = ctx.text[ls : ctx.offset]  # the line before where generation starts
+        nl = ctx.text.find("\n", ctx.cursor)
+        self.tail = ctx.text[ctx.cursor : len(ctx.text) if nl < 0 else nl]  # the line after the cursor
+        self.stats = MonitorStats()
+
+    def check(self, generated: str, token: int, text: str | None) -> bool | Rewind:
+        t0 = time.perf_counter()
+        try:
+            if "\n" in generated or not generated:
+                return True  # only the cursor's own line, once the model wrote some of it
+            if text and "\n" not in text and not self.ctx.vocab.is_control[token]:
+                return True  # the line goes on
+            line = self.head + generated + (text or "").split("\n", 1)[0] + self.tail
+            self.stats.constrained.add(len(generated))
+            if _norm(line).rstrip(";") == self.above:
+                return Rewind(0)
+            return True
+        finally:
+            self.stats.check_ms += (time.perf_counter() - t0) * 1000
+            self.stats.checks += 1
+
+    def allowed(self, generated: str) -> Any:
+        return None  # rejections come with a rewind: the decoder tries its next choice there
+
+    def describe(self) -> dict[str, Any]:
+        return self.stats.as_dict()
+
+
+class RepeatsMonitor:
+    """No copy of the assignment above on the cursor's line."""
+
+    name = "repeats"
+    languages = frozenset({"python", "javascript", "typescript", "javascriptreact", "typescriptreact", "go", "rust",
+                           "java", "c", "cpp", "csharp", "ruby", "php", "lua", "kotlin", "swift", "scala"})
+
+    def start(self, ctx: MonitorContext) -> RepeatsSession | None:
+        ls = ctx.text.rfind("\n", 0, ctx.offset) + 1
+        if not ls:
+            return None
+        k = ls - 1
+        while k > 0:  # the last non-blank line above the cursor's
+            start = ctx.text.rfind("\n", 0, k) + 1
+            above = ctx.text[start:k]
+            if above.strip():
+                break
+            k = start - 1
+        else:
+            return None
+        if ctx.text[start:k].strip().startswith(("#", "//")):
+            return None
+        norm = _norm(above).rstrip(";")
+        if not _IDEMPOTENT.fullmatch(norm) or "==" in norm:
+            return None
+        return RepeatsSession(ctx, norm)
