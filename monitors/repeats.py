@@ -4,7 +4,8 @@ A small model that the members monitor steers away from its first choice often s
 statement it has just seen: ``self.pos = pos`` under ``self.pos = pos``. Assigning the same
 call-free value to the same target twice in a row does nothing, so no project wants it. When
 the cursor's line would end as a copy of the line above, the session rejects the token that
-ends it with a rewind to the first generated token: the decoder tries its next choice there.
+ends it with a rewind to the first token the model chose past the user's text: the decoder
+tries its next choice there.
 
 Language-agnostic, no analysis: the answer depends only on the request and the generated text.
 """
@@ -39,19 +40,20 @@ class RepeatsSession:
         self.head = ctx.text[ls : ctx.offset]  # the line before where generation starts
         nl = ctx.text.find("\n", ctx.cursor)
         self.tail = ctx.text[ctx.cursor : len(ctx.text) if nl < 0 else nl]  # the line after the cursor
+        self.healed = ctx.cursor - ctx.offset  # the user's text that token healing regenerates
         self.stats = MonitorStats()
 
     def check(self, generated: str, token: int, text: str | None) -> bool | Rewind:
         t0 = time.perf_counter()
         try:
-            if "\n" in generated or not generated:
+            if "\n" in generated or len(generated) <= self.healed:
                 return True  # only the cursor's own line, once the model wrote some of it
             if text and "\n" not in text and not self.ctx.vocab.is_control[token]:
                 return True  # the line goes on
             line = self.head + generated + (text or "").split("\n", 1)[0] + self.tail
             self.stats.constrained.add(len(generated))
             if _norm(line).rstrip(";") == self.above:
-                return Rewind(0)
+                return Rewind(self.healed)  # the first token the model chose past the user's text
             return True
         finally:
             self.stats.check_ms += (time.perf_counter() - t0) * 1000

@@ -18,9 +18,10 @@ EOS, POS, EQ, LINENO, NL, X = range(len(PIECES))
 SRC = "class P:\n    def __init__(self, pos, lineno):\n        self.pos = pos\n\n        self.┃\n"
 
 
-def start(source: str):
+def start(source: str, healed: int = 0):
     text, off = split_cursor(source)
-    return RepeatsMonitor().start(MonitorContext(text=text, offset=off, cursor=off, language="python", path=None, vocab=VOCAB))
+    ctx = MonitorContext(text=text, offset=off - healed, cursor=off, language="python", path=None, vocab=VOCAB)
+    return RepeatsMonitor().start(ctx)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,16 @@ def start(source: str):
 def test_verdicts(generated, token, verdict):
     r = start(SRC).check(generated, token, VOCAB.text(token))
     assert (isinstance(r, Rewind) and r.to == 0) if verdict == "rewind" else r is True
+
+
+def test_token_healing_the_user_text_is_not_the_models_copy():
+    # cursor after "self.po": healing regenerates "po"; the rewind goes to the model's own text
+    sess = start(SRC.replace("self.┃", "self.po┃"), healed=2)
+    r = sess.check("pos = pos", NL, "\n")
+    assert isinstance(r, Rewind) and r.to == 2
+    # the user typed the copy themselves: ending their line is not the model's to refuse
+    sess = start(SRC.replace("self.┃", "self.pos = pos┃"), healed=3)
+    assert sess.check("pos", NL, "\n") is True
 
 
 @pytest.mark.parametrize(
