@@ -318,6 +318,16 @@ def test_members_allows_new_attribute_definitions(runner, small_vocab):
     assert isinstance(v, Rewind)
 
 
+def test_a_parameter_already_stored_is_no_new_attribute_name(runner, small_vocab):
+    """argparse's HelpFormatter stores ``indent_increment`` as ``self._indent_increment``: a
+    second ``self.indent_increment = …`` is the paper's typical miss, not a definition."""
+    src = ("class F:\n    def __init__(self, prog, indent_increment=2, width=None):\n"
+           "        self._indent_increment = indent_increment\n        self.┃\n")
+    m = MembersMonitor(runner, 20000)
+    assert not check(m, src, "", "indent_increment = indent_increment", small_vocab)
+    assert check(m, src, "", "width = width", small_vocab)  # not stored yet: may be defined
+
+
 def _jobs_started(ctx: MonitorContext, monitor=None) -> list[tuple]:
     """The analysis jobs a monitor (members by default) starts for ``ctx`` before any token is
     generated."""

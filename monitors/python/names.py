@@ -152,7 +152,7 @@ class MembersSession(IdentifierSession):
             return cached
         idx, ls, _ = _cursor_scopes(self.ctx)
         doc = idx.text  # the document without the line being written: that defines nothing yet
-        params = _enclosing_params(full, s)
+        params, at = _enclosing_def(full, s)
         if params and root == params[0]:
             # ``self.x = ...`` in a method: the attributes this class's methods use, not those
             # of every class in the file (another class's ``self.emit`` is no evidence)
@@ -160,7 +160,10 @@ class MembersSession(IdentifierSession):
             if span is not None:
                 doc = doc[span[0] : span[1]]
         names = set(re.findall(r"\b" + re.escape(root) + r"\.([A-Za-z_]\w*)", doc))
-        names.update(params)
+        # a parameter's name, unless the function already stored it under another name
+        # (``self._indent_increment = indent_increment``: not ``self.indent_increment`` again)
+        stored = re.findall(re.escape(root) + r"\.[A-Za-z_]\w*\s*=\s*([A-Za-z_]\w*)[ \t]*(?:#.*)?$", full[at:s], re.M)
+        names.update(p for p in params if p not in stored)
         ns = NameSet(names)
         self._bindings[root] = ns
         return ns
@@ -238,13 +241,18 @@ _CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
 def _enclosing_params(full: str, s: int) -> list[str]:
     """The parameter names of the function whose body ``full[s]`` is in (a regex guess over
     the last ``def`` header before it; [] when there is none)."""
+    return _enclosing_def(full, s)[0]
+
+
+def _enclosing_def(full: str, s: int) -> tuple[list[str], int]:
+    """``_enclosing_params``, and where that ``def`` starts (``s`` when there is none)."""
     lo, i = max(0, s - 20000), s
     while (i := full.rfind("def", lo, i)) >= 0:
         ls = line_start(full, i)
         if full[i + 3 : i + 4] in (" ", "\t") and full[ls:i].strip(" \t") in ("", "async"):  # the last ``def`` that starts a line
             header = _DEF_HEADER.match(full, i, s)
-            return re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)) if header else []
-    return []
+            return (re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)), i) if header else ([], s)
+    return [], s
 
 
 _DEF_HEADER = re.compile(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n")
