@@ -328,6 +328,16 @@ def test_a_parameter_already_stored_is_no_new_attribute_name(runner, small_vocab
     assert check(m, src, "", "width = width", small_vocab)  # not stored yet: may be defined
 
 
+def test_a_nested_classs_attributes_are_no_evidence_for_the_outer_self(runner, small_vocab):
+    """HelpFormatter._Section's ``self.parent`` is not HelpFormatter's."""
+    src = ("class F:\n    def __init__(self, width):\n        self.width = width\n        self.┃\n\n"
+           "    class _Section:\n        def __init__(self, parent):\n            self.parent = parent\n\n"
+           "    def format(self):\n        return self.heading\n")
+    m = MembersMonitor(runner, 20000)
+    assert not check(m, src, "", "parent = None", small_vocab)
+    assert check(m, src, "", "heading = None", small_vocab)  # the outer class's own use, after the nested one
+
+
 def _jobs_started(ctx: MonitorContext, monitor=None) -> list[tuple]:
     """The analysis jobs a monitor (members by default) starts for ``ctx`` before any token is
     generated."""

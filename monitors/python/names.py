@@ -127,7 +127,7 @@ class MembersSession(IdentifierSession):
                 return set()
             # (jedi sees ``self.x = …`` in the class's methods; in the span, such assignments
             # may be a nested class's own ``self``)
-            names = _members_shown(doc[span[0] : span[1]], root, assigns=False)
+            names = _members_shown(_without_nested_classes(doc[span[0] : span[1]]), root, assigns=False)
             header = _CLASS_NAME.match(doc, span[0])
             if header:
                 names |= _members_shown(doc, header.group(1), guards=False)
@@ -158,7 +158,7 @@ class MembersSession(IdentifierSession):
             # of every class in the file (another class's ``self.emit`` is no evidence)
             span = idx.class_span(ls, indent)
             if span is not None:
-                doc = doc[span[0] : span[1]]
+                doc = _without_nested_classes(doc[span[0] : span[1]])
         names = set(re.findall(r"\b" + re.escape(root) + r"\.([A-Za-z_]\w*)", doc))
         # a parameter's name, unless the function already stored it under another name
         # (``self._indent_increment = indent_increment``: not ``self.indent_increment`` again)
@@ -236,6 +236,27 @@ class MembersSession(IdentifierSession):
 
 
 _CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
+
+
+def _without_nested_classes(body: str) -> str:
+    """A class's text (its header first) without the classes nested in it: their ``self`` is
+    another object (argparse's ``HelpFormatter._Section``)."""
+    if "class" not in body[1:]:
+        return body
+    out: list[str] = []
+    skip: int | None = None  # the indent of the nested class being skipped
+    for k, line in enumerate(body.splitlines(keepends=True)):
+        stripped = line.lstrip(" \t")
+        indent = len(line) - len(stripped)
+        if skip is not None:
+            if not stripped.strip() or indent > skip:
+                continue
+            skip = None
+        if k and re.match(r"class\s", stripped):
+            skip = indent
+            continue
+        out.append(line)
+    return "".join(out)
 
 
 def _enclosing_params(full: str, s: int) -> list[str]:
