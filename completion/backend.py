@@ -64,6 +64,9 @@ _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARN
 # warnings llama.cpp prints for models and settings that are fine
 _BENIGN = ("control-looking token", "full-size SWA cache", "n_ctx_seq", "n_ctx_per_seq")
 _recent_errors: collections.deque[str] = collections.deque(maxlen=8)
+# what llama.cpp reports, as errors, when an abort callback stops an evaluation
+_ABORT_NOISE = ("graph_compute", "failed to compute graph", "removing memory module entries", "failed to decode, ret = 2")
+_aborting = False  # an abort callback said stop, and the evaluation it stopped has not returned yet
 _init_lock = threading.Lock()
 _initialised = False
 
@@ -76,6 +79,8 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None: 
             lvl = _LEVELS.get(level, logging.DEBUG)
             if lvl == logging.WARNING and any(b in msg for b in _BENIGN):
                 lvl = logging.DEBUG
+            if _aborting and any(a in msg for a in _ABORT_NOISE):
+                lvl = logging.DEBUG  # we stopped it on purpose (a keystroke cancelled the work)
             if lvl >= logging.ERROR:
                 _recent_errors.append(msg)
             _llama_log.log(lvl, "%s", msg)
@@ -334,7 +339,14 @@ class LlamaBackend:
         true (it raises EvalAborted; the KV cache keeps only what came before it). For
         background work: llama.cpp calls back into Python for every node, which costs about
         as much as the GIL round trips, so requests the user waits for do not use it."""
-        cb = llama_cpp.ggml_abort_callback(lambda _data: bool(should_stop()))
+        def stop(_data) -> bool:
+            global _aborting
+            if should_stop():
+                _aborting = True
+                return True
+            return False
+
+        cb = llama_cpp.ggml_abort_callback(stop)
         llama_cpp.llama_set_abort_callback(self._ctx, cb, None)
         try:
             yield
@@ -386,6 +398,7 @@ class LlamaBackend:
         ``logits(k)`` where ``k`` indexes the requested rows in order (or -1 for the last one).
         Side effect: the KV cache grows by ``len(tokens)``.
         """
+        global _aborting
         n = len(tokens)
         if n == 0:
             return
@@ -411,7 +424,10 @@ class LlamaBackend:
                 b.seq_id[j][0] = 0
                 b.logits[j] = (start + j) in want
             self.eval_calls += 1
-            rc = llama_cpp.llama_decode(self._ctx, b)
+            try:
+                rc = llama_cpp.llama_decode(self._ctx, b)
+            finally:
+                _aborting = False
             if rc != 0:
                 # the failed chunk is not in the cache (an abort may leave part of it: remove it);
                 # the chunks before it are, and ``_tokens`` already lists them
