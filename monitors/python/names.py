@@ -106,7 +106,7 @@ class MembersSession(IdentifierSession):
         key = (id(legal), root)
         widened = self._widened.get(key)
         if widened is None:
-            extra = self._evidence(full, s, root) - legal._set
+            extra = {n for n in self._evidence(full, s, root) if n not in legal}
             widened = self._widened[key] = NameSet([*legal.names, *extra]) if extra else legal
         return widened
 
@@ -121,14 +121,12 @@ class MembersSession(IdentifierSession):
         params = _enclosing_params(full, s)
         if params and root == params[0]:
             text = self.ctx.text  # the cursor's line: ``doc`` has it removed
-            indent = len(text) - ls - len(text[ls:].lstrip(" \t"))
-            span = idx.class_span(ls, indent)
-            if span is None:
+            own = _own_class(idx, ls, len(text) - ls - len(text[ls:].lstrip(" \t")))
+            if own is None:
                 return set()
-            # (jedi sees ``self.x = …`` in the class's methods; in the span, such assignments
-            # may be a nested class's own ``self``)
-            names = _members_shown(_without_nested_classes(doc[span[0] : span[1]]), root, assigns=False)
-            header = _CLASS_NAME.match(doc, span[0])
+            # (jedi sees ``self.x = …`` in the class's methods)
+            names = _members_shown(own, root, assigns=False)
+            header = _CLASS_NAME.match(own)
             if header:
                 names |= _members_shown(doc, header.group(1), guards=False)
             return names
@@ -156,9 +154,7 @@ class MembersSession(IdentifierSession):
         if params and root == params[0]:
             # ``self.x = ...`` in a method: the attributes this class's methods use, not those
             # of every class in the file (another class's ``self.emit`` is no evidence)
-            span = idx.class_span(ls, indent)
-            if span is not None:
-                doc = _without_nested_classes(doc[span[0] : span[1]])
+            doc = _own_class(idx, ls, indent) or doc
         names = set(re.findall(r"\b" + re.escape(root) + r"\.([A-Za-z_]\w*)", doc))
         # a parameter's name, unless the function already stored it under another name
         # (``self._indent_increment = indent_increment``: not ``self.indent_increment`` again)
@@ -236,6 +232,13 @@ class MembersSession(IdentifierSession):
 
 
 _CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
+
+
+def _own_class(idx: ScopeIndex, ls: int, indent: int) -> str | None:
+    """The text of the class around a line at ``ls`` with ``indent`` (header first), without
+    the classes nested in it; None outside any class."""
+    span = idx.class_span(ls, indent)
+    return None if span is None else _without_nested_classes(idx.text[span[0] : span[1]])
 
 
 def _without_nested_classes(body: str) -> str:
