@@ -234,9 +234,12 @@ class MembersSession(IdentifierSession):
 _CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
 
 
+@functools.lru_cache(maxsize=8)
 def _own_class(idx: ScopeIndex, ls: int, indent: int) -> str | None:
     """The text of the class around a line at ``ls`` with ``indent`` (header first), without
-    the classes nested in it; None outside any class."""
+    the classes nested in it; None outside any class. Cached (0.3-0.6 ms for argparse's large
+    classes): the members evidence and the definition rule both ask, request after request,
+    while the scope index of the document version stays the same."""
     span = idx.class_span(ls, indent)
     return None if span is None else _without_nested_classes(idx.text[span[0] : span[1]])
 
