@@ -223,13 +223,17 @@ def _call_args_of(completion: str) -> tuple[str, bool]:
     return completion, False
 
 
-def _truth_admits_original(task: str, truth, site: Site) -> bool:
-    """Does jedi's truth admit the code the site was cut from?"""
+def _call_fits(truth, args_text: str, closed: bool) -> bool:
+    """Do the arguments ``args_text`` (the whole call if ``closed``) fit one of the signatures?"""
     from monitors.python.calls import call_ok, parse_args
 
-    if task == "calls":
-        return any(call_ok(parse_args(site.truth_name), True, sig) for sig in truth)
-    return site.truth_name in truth
+    args = parse_args(args_text)
+    return any(call_ok(args, closed, sig) for sig in truth)
+
+
+def _truth_admits_original(task: str, truth, site: Site) -> bool:
+    """Does jedi's truth admit the code the site was cut from?"""
+    return _call_fits(truth, site.truth_name, True) if task == "calls" else site.truth_name in truth
 
 
 def run_eval(
@@ -242,8 +246,6 @@ def run_eval(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the experiment; returns the JSON-able report."""
-    from monitors.python.calls import call_ok, parse_args
-
     progress = progress or (lambda msg: None)
     files: list[tuple[str, str]] = []
     for p in paths:
@@ -321,8 +323,7 @@ def run_eval(
                 exact = ident == site.truth_name
             else:
                 args_text, closed = _call_args_of(text)
-                args = parse_args(args_text)
-                valid = any(call_ok(args, closed, sig) for sig in truth)
+                valid = _call_fits(truth, args_text, closed)
                 exact = _norm(args_text) == _norm(site.truth_name) and closed
             completed = doc[: site.offset] + text + doc[site.offset :]
             rec = {
