@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from .base import MonitorContext, MonitorStats, Rewind
+from .textscan import line_start
 
 __all__ = ["RepeatsMonitor"]
 
@@ -36,8 +37,7 @@ class RepeatsSession:
     def __init__(self, ctx: MonitorContext, above: str) -> None:
         self.ctx = ctx
         self.above = above
-        ls = ctx.text.rfind("\n", 0, ctx.offset) + 1
-        self.head = ctx.text[ls : ctx.offset]  # the line before where generation starts
+        self.head = ctx.text[line_start(ctx.text, ctx.offset) : ctx.offset]  # the line before where generation starts
         nl = ctx.text.find("\n", ctx.cursor)
         self.tail = ctx.text[ctx.cursor : len(ctx.text) if nl < 0 else nl]  # the line after the cursor
         self.healed = ctx.cursor - ctx.offset  # the user's text that token healing regenerates
@@ -74,19 +74,16 @@ class RepeatsMonitor:
                            "java", "c", "cpp", "csharp", "ruby", "php", "lua", "kotlin", "swift", "scala"})
 
     def start(self, ctx: MonitorContext) -> RepeatsSession | None:
-        ls = ctx.text.rfind("\n", 0, ctx.offset) + 1
-        if not ls:
-            return None
-        k = ls - 1
+        k = line_start(ctx.text, ctx.offset) - 1
         while k > 0:  # the last non-blank line above the cursor's
-            start = ctx.text.rfind("\n", 0, k) + 1
+            start = line_start(ctx.text, k)
             above = ctx.text[start:k]
             if above.strip():
                 break
             k = start - 1
         else:
             return None
-        if ctx.text[start:k].strip().startswith(("#", "//")):
+        if above.strip().startswith(("#", "//")):
             return None
         norm = _norm(above).rstrip(";")
         if not _IDEMPOTENT.fullmatch(norm) or "==" in norm:
