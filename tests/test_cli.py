@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, steercode_cmd
@@ -44,6 +45,31 @@ def test_complete_prints_the_whole_block_and_warm_runs(server_env):
     p = run("complete", EXAMPLE, "--line", "7", "--character", "4", "--repeat", "2", "--verbose", env=server_env)
     assert p.returncode == 0, p.stderr.decode()
     assert "run 2 (warm)" in p.stderr.decode()
+
+
+def test_repeats_monitor_turns_the_model_off_a_copy_of_the_line_above(server_env, tmp_path):
+    """json.decoder's ``self.pos = pos`` / ``self.┃``: steered by the members monitor alone, the
+    real model writes ``pos = pos`` again; with the repeats monitor it takes its next choice."""
+    import json.decoder
+
+    src = Path(json.decoder.__file__).read_text(encoding="utf-8")
+    cut = src.index("        self.pos = pos\n        self.") + len("        self.pos = pos\n        self.")
+    doc = src[:cut] + src[src.index("\n", cut) :]
+    f = tmp_path / "decoder.py"
+    f.write_text(doc, encoding="utf-8")
+    line, col = doc.count("\n", 0, cut), cut - (doc.rfind("\n", 0, cut) + 1)
+
+    def complete(monitors: str) -> dict:
+        p = run("complete", str(f), "--line", str(line), "--character", str(col), "--json",
+                "--set", f"monitors={monitors}", "--set", "line_mode=single",
+                "--set", "monitor_timeout_ms=20000", env=server_env)  # a slow machine: still judged
+        assert p.returncode == 0, p.stderr.decode()
+        return json.loads(p.stdout)
+
+    assert complete('["members"]')["completion"].strip() == "pos = pos"
+    out = complete('["members", "repeats"]')
+    assert out["completion"].strip() and out["completion"].strip() != "pos = pos"
+    assert out["stats"]["rewinds"] >= 1 and out["stats"]["monitors"]["repeats"]["interventions"] >= 1
 
 
 def test_complete_plain_prints_only_the_suggestion(server_env, tmp_path):
