@@ -149,6 +149,22 @@ def _end_position(code_before: str) -> tuple[int, int]:
     return line, col
 
 
+def _literal_type_key(script, line: int, col: int):
+    """The type key of a string literal that ends just before the ``.`` at (line, col - 1):
+    ``', '.`` and ``b''.`` have the members of str and bytes whatever the document says."""
+    leaf = script._module_node.get_leaf_for_position((line, col - 1))
+    if leaf is not None and leaf.type == "operator" and leaf.value == ".":
+        leaf = leaf.get_previous_leaf()
+    if leaf is None or leaf.end_pos != (line, col - 1):
+        return None
+    if leaf.type == "fstring_end":
+        return ("literal", "str")
+    if leaf.type == "string":
+        prefix = leaf.value[: len(leaf.value) - len(leaf.value.lstrip("rRbBuU"))]
+        return ("literal", "bytes" if "b" in prefix.lower() else "str")
+    return None
+
+
 def _signatures(sigs) -> tuple[Signature, ...] | None:
     """jedi signatures as plain data; None when there are none, or when one of them is a guess
     (a call must fit one of the overloads: judging by the others could reject a right call)."""
@@ -304,7 +320,10 @@ class JediAnalyzer:
         if col < 2:
             return None
         try:
-            return self._type_key(script.infer(line, col - 1), before + after, path, len(before))
+            values = script.infer(line, col - 1)
+            if not values:  # jedi infers no value for a literal: ``', '.``
+                return _literal_type_key(script, line, col)
+            return self._type_key(values, before + after, path, len(before))
         except Exception:
             return None
 
