@@ -184,6 +184,19 @@ def test_members_of_a_string_literal_are_cached_by_its_type():
     assert a.members("y = f'{x}a'.", "\n", None) == first  # jedi infers f-strings itself
     assert a.members("y = x.", "\n", None) is None  # no literal: unknown as before
 
+def test_warm_up_caches_the_members_of_common_builtin_types():
+    """After the warm-up, the first ``lines.`` (a list) and ``_os.`` of a session are answered
+    from the type cache, with no full completion."""
+    from monitors.python.jedi_analysis import JediAnalyzer
+
+    a = JediAnalyzer(None)
+    a.warm_up()
+    hits = a.type_hits
+    assert "append" in a.members("def f():\n    lines = []\n    lines.", "\n", None)
+    assert "path" in a.members("import os as _os\n_os.", "\n", None)
+    assert a.type_hits == hits + 2
+
+
 def test_runner_shuts_down_with_jobs_queued():
     """Shutting down cancels queued jobs, whose callbacks take the runner's lock on the same
     thread: that used to deadlock."""
