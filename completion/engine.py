@@ -215,6 +215,7 @@ class Engine:
     def load(self, progress: ProgressFn | None = None) -> None:
         """Load (or reload) the model named by the settings. Raises ModelLoadError."""
         progress = progress or (lambda msg, pct: None)
+        self.warm_up_monitors()  # the analysis worker starts and loads jedi meanwhile
         with self._lock:
             self._ready.clear()
             old, self._model = self._model, None
