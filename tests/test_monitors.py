@@ -754,3 +754,21 @@ def test_names_monitor_accepts_real_code_and_rejects_misspelt_names():
     assert r["rejected"] == []  # false rejections
     assert r["lines"] >= 120
     assert r["caught"] / r["mutated"] >= 0.6, r
+
+
+def test_loading_the_model_warms_the_analysis_worker(model_path):
+    """The server only loads the engine; the analysis worker (jedi, builtins, common types)
+    starts warming up while the model loads, not at the first completion."""
+    from completion.engine import Engine
+    from completion.settings import Settings
+    from monitors.base import TIMEOUT
+
+    e = Engine(Settings(model_path=model_path))
+    try:
+        e.load()
+        runner = e.monitor_suite().runner
+        # no completion yet: the warm-up is running or done
+        assert runner.busy() or runner.cached(("warm-up",)) is not TIMEOUT
+        assert runner.submit(("warm-up",), ("warm-up",)).result(timeout=120)[0] is True
+    finally:
+        e.close()
