@@ -215,7 +215,6 @@ class Engine:
     def load(self, progress: ProgressFn | None = None) -> None:
         """Load (or reload) the model named by the settings. Raises ModelLoadError."""
         progress = progress or (lambda msg, pct: None)
-        self.warm_up_monitors()  # the analysis worker starts and loads jedi meanwhile
         with self._lock:
             self._ready.clear()
             old, self._model = self._model, None
@@ -352,10 +351,17 @@ class Engine:
         return lambda: reduced if suite.runner.busy() else None
 
     def warm_up_monitors(self) -> None:
-        """Start loading the static analysis in the background (does not block)."""
+        """Start loading the static analysis in the background (does not block). Long-running
+        front ends call it once the model is loaded; a one-shot completion does not (the warm-up
+        would only compete with it for the cores)."""
         suite = self.monitor_suite()
         if suite is not None:
             suite.warm_up()
+
+    def analysis_state(self) -> str:
+        """"off" (no monitors), "cold", "warming" or "warm" (see ``warm_up_monitors``)."""
+        suite = self.monitor_suite()
+        return "off" if suite is None else suite.warm_state
 
     # ---- completion ------------------------------------------------------------------------
     def complete(self, req: CompletionRequest, cancel: CancelToken | None = None) -> Completion:

@@ -278,6 +278,9 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
                 return _stdio_error(rid, "model_error", engine.load_error)
             engine.load()
         comp = engine.complete(req)
+        # a script sends more: warm the analysis up now (once; after the first answer, so that
+        # it does not compete with it)
+        engine.warm_up_monitors()
     except PositionError as exc:
         return _stdio_error(rid, "invalid_position", str(exc))
     except OSError as exc:

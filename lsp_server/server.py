@@ -251,6 +251,7 @@ class SteercodeServer(LanguageServer):
         end_message = "ready"
         try:
             await self.scheduler.call(lambda: self.engine.load(progress))
+            self.engine.warm_up_monitors()  # the analysis worker starts now, not at the first completion
             d = self.engine.describe()
             self.show_message_log(f"steercode: model ready ({d.get('description')}, template {d.get('template')})", types.MessageType.Info)
         except ModelLoadError as exc:
@@ -355,6 +356,7 @@ class SteercodeServer(LanguageServer):
             "loading": self._loading,
             "progress": self._progress if self._loading else None,
             "error": self.engine.load_error,
+            "analysis": self.engine.analysis_state(),
             "model": self.engine.describe() if self.engine.ready else None,
             "settings": self.engine.settings.as_dict(),
             "completions": self.completions_served,

@@ -30,6 +30,9 @@ class MonitorSuite:
         self._monitors: list[Any] | None = None
         self._jedi = None
         self._lsp = None
+        self._closed = False
+        #: "cold", "warming" (jobs queued one at a time) or "warm"
+        self.warm_state = "cold"
 
     def _build(self) -> list[Any]:
         if self._monitors is not None:
@@ -64,10 +67,27 @@ class MonitorSuite:
         return monitors
 
     def warm_up(self) -> None:
-        """Queue loading jedi and its builtins on the analysis thread (does not block)."""
+        """Load jedi and its builtins in the analysis worker, then cache the members of common
+        types (does not block). The type analyses are queued one at a time, each when the one
+        before it is done, so a completion's own analysis never waits behind more than one."""
         self._build()
-        if self._jedi is not None:
-            self.runner.submit(("warm-up",), ("warm-up",))
+        if self._jedi is None:
+            return
+        from .python.jedi_analysis import WARM_MEMBERS
+
+        jobs = [("warm-up",)] + [("warm-members", before) for before in WARM_MEMBERS]
+
+        def step(i: int, fut=None) -> None:
+            if fut is not None and (fut.cancelled() or self._closed):
+                return  # shut down
+            if i >= len(jobs):
+                self.warm_state = "warm"
+                return
+            self.runner.submit(jobs[i], jobs[i]).add_done_callback(lambda f: step(i + 1, f))
+
+        if self.warm_state == "cold":
+            self.warm_state = "warming"
+            step(0)
 
     def sessions(self, ctx: MonitorContext) -> list[Any]:
         out = []
@@ -84,6 +104,7 @@ class MonitorSuite:
         return out
 
     def close(self) -> None:
+        self._closed = True
         if self._lsp is not None:
             try:
                 self._lsp.close()

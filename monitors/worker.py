@@ -60,6 +60,9 @@ def run(kind: str, *args: Any) -> Any:
     if kind == "warm-up":
         _analyzer().warm_up()
         return True
+    if kind == "warm-members":  # (before,): put its members in the type cache
+        _analyzer().members(args[0], "\n", None)
+        return True
     if kind == "ping":
         return True
     raise ValueError(f"unknown analysis job {kind!r}")

@@ -128,6 +128,18 @@ async def test_model_loads_with_progress(client: LanguageClient):
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_analysis_warms_up_once_the_model_is_loaded(client: LanguageClient):
+    """No completion asked for yet: the analysis worker loads jedi and caches the common types'
+    members on its own (it used to start cold at the first completion)."""
+    for _ in range(600):
+        st = await status(client)
+        if st["ready"] and st["analysis"] == "warm":
+            break
+        await asyncio.sleep(0.1)
+    assert st["analysis"] == "warm", st
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_fibonacci_single_line(client: LanguageClient):
     text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return \n"
     uri = open_doc(client, text)

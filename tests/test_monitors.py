@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from fakes import FakeBackend
 
 from completion.constraints import HealingConstraint
 from completion.decoding import Decoder
-from monitors.base import AnalysisRunner, MonitorContext, NameSet, Pending, Rewind
+from monitors.base import TIMEOUT, AnalysisRunner, MonitorContext, NameSet, Pending, Rewind
 from monitors.identifiers import IdentifierSession
 from monitors.python.calls import CallsMonitor, call_ok, parse_args
 from monitors.python.jedi_analysis import KEYWORD_ONLY, POSITIONAL_OR_KEYWORD, VAR_KEYWORD, Param, Signature
@@ -187,14 +188,39 @@ def test_members_of_a_string_literal_are_cached_by_its_type():
 def test_warm_up_caches_the_members_of_common_builtin_types():
     """After the warm-up, the first ``lines.`` (a list) and ``_os.`` of a session are answered
     from the type cache, with no full completion."""
-    from monitors.python.jedi_analysis import JediAnalyzer
+    from monitors import worker
+    from monitors.python.jedi_analysis import WARM_MEMBERS
+    from monitors.suite import MonitorSuite
 
-    a = JediAnalyzer(None)
-    a.warm_up()
-    hits = a.type_hits
-    assert "append" in a.members("def f():\n    lines = []\n    lines.", "\n", None)
-    assert "path" in a.members("import os as _os\n_os.", "\n", None)
-    assert a.type_hits == hits + 2
+    suite = MonitorSuite(["members"])
+    suite.runner = AnalysisRunner(process=False)  # the analyzer in this process, to look into
+    try:
+        suite.warm_up()
+        for before in WARM_MEMBERS:  # queued one after the other: the last one done means all are
+            deadline = time.monotonic() + 120
+            while suite.runner.cached(("warm-members", before)) is TIMEOUT:
+                assert time.monotonic() < deadline, f"warm-up of {before!r} never ran"
+                time.sleep(0.05)
+        a = worker._analyzer()
+        hits = a.type_hits
+        assert "append" in a.members("def f():\n    lines = []\n    lines.", "\n", None)
+        assert "path" in a.members("import os as _os\n_os.", "\n", None)
+        assert a.type_hits == hits + 2
+    finally:
+        suite.close()
+
+
+def test_warm_up_queues_one_type_analysis_at_a_time():
+    """A completion's own analysis waits behind at most one warm-up job, never all of them."""
+    from monitors.suite import MonitorSuite
+
+    suite = MonitorSuite(["members"])
+    try:
+        suite.warm_up()
+        time.sleep(0.2)
+        assert len(suite.runner._pending) <= 1  # the first job is running; nothing else queued
+    finally:
+        suite.close()
 
 
 def test_runner_shuts_down_with_jobs_queued():
@@ -754,21 +780,3 @@ def test_names_monitor_accepts_real_code_and_rejects_misspelt_names():
     assert r["rejected"] == []  # false rejections
     assert r["lines"] >= 120
     assert r["caught"] / r["mutated"] >= 0.6, r
-
-
-def test_loading_the_model_warms_the_analysis_worker(model_path):
-    """The server only loads the engine; the analysis worker (jedi, builtins, common types)
-    starts warming up while the model loads, not at the first completion."""
-    from completion.engine import Engine
-    from completion.settings import Settings
-    from monitors.base import TIMEOUT
-
-    e = Engine(Settings(model_path=model_path))
-    try:
-        e.load()
-        runner = e.monitor_suite().runner
-        # no completion yet: the warm-up is running or done
-        assert runner.busy() or runner.cached(("warm-up",)) is not TIMEOUT
-        assert runner.submit(("warm-up",), ("warm-up",)).result(timeout=120)[0] is True
-    finally:
-        e.close()

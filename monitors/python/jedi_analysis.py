@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JediAnalyzer", "Param", "Signature"]
+__all__ = ["WARM_MEMBERS", "JediAnalyzer", "Param", "Signature"]
 
 POSITIONAL_ONLY = "POSITIONAL_ONLY"
 POSITIONAL_OR_KEYWORD = "POSITIONAL_OR_KEYWORD"
@@ -125,8 +125,9 @@ def _patch_parso() -> None:
 
 
 _MISSING = object()
-#: expressions whose members ``warm_up`` caches by type
-_WARM_MEMBERS = (
+#: expressions whose members the warm-up caches by type, one analysis each: the builtin types
+#: and modules code uses most (the first ``lines.`` of a session costs 100-250 ms otherwise)
+WARM_MEMBERS = (
     "''.", "b''.", "s = str()\ns.", "x = []\nx.", "d = {}\nd.", "t = ()\nt.", "st = set()\nst.", "n = 0\nn.",
     "import os\nos.", "import os\nos.path.", "import sys\nsys.", "import re\nre.",
 )
@@ -424,13 +425,10 @@ class JediAnalyzer:
         return out
 
     def warm_up(self) -> None:
-        """Load builtins and common stubs once so the first real request is not the slow one,
-        and fill the type cache with the members of the builtin types and modules code uses
-        most (the first ``lines.`` of a session costs 100-250 ms otherwise)."""
+        """Load builtins and common stubs once so the first real request is not the slow one.
+        (``WARM_MEMBERS`` then go through ``members`` as jobs of their own.)"""
         code = "import os\nos.path.join\nprint("
         with self._lock:
             s = self._script(code, None)
             s.complete(2, 8)
             s.get_signatures(3, 6)
-        for before in _WARM_MEMBERS:
-            self.members(before, "\n", None)
