@@ -197,8 +197,7 @@ def bench_typing(
             engine.cache.clear()
             engine._model.backend.reset()  # type: ignore[union-attr]
             if engine.monitor_suite() is not None:
-                engine.warm_up_monitors()
-                engine.monitor_suite().runner.call(("ping",), timeout=120)  # type: ignore[union-attr]
+                engine.wait_warm()
                 jobs0 = len(engine.monitor_suite().runner.job_ms)  # type: ignore[union-attr]
         elif mode in ("naive", "llama-cpp-python", "lookup"):
             engine.close()  # never two models at once

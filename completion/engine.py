@@ -358,6 +358,17 @@ class Engine:
         if suite is not None:
             suite.warm_up()
 
+    def wait_warm(self, timeout: float = 300.0) -> bool:
+        """Start the warm-up (``warm_up_monitors``) and wait for it: for benchmarks, which should
+        meet the analysis as a server does a while after start."""
+        self.warm_up_monitors()
+        deadline = time.monotonic() + timeout
+        while self.analysis_state() not in ("warm", "off"):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def analysis_state(self) -> str:
         """"off" (no monitors), "cold", "warming" or "warm" (see ``warm_up_monitors``)."""
         suite = self.monitor_suite()

@@ -261,12 +261,12 @@ def run_eval(
     rnd = random.Random(seed)
     chosen = rnd.sample(all_sites, min(sites, len(all_sites)))
     chosen.sort(key=lambda s: (s.path, s.offset))
-    engine.warm_up_monitors()
+    engine.wait_warm()  # as a server is a while after start
     suite = engine.monitor_suite()
     from monitors.base import AnalysisRunner
 
     runner = suite.runner if suite is not None else AnalysisRunner()
-    runner.call(("ping",), timeout=120)  # the worker is up (and warmed up: jobs run in order)
+    runner.call(("ping",), timeout=120)  # the worker is up
 
     modes = {"plain": [], "monitored": []}
     overheads: list[float] = []
