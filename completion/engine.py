@@ -333,13 +333,16 @@ class Engine:
         s = settings or self.settings
         if not s.monitors:
             return None
-        key = (s.monitors, s.monitor_timeout_ms, self.root)
+        key = self._suite_key_for(s)
         if self._suite is None or self._suite_key != key:
             if self._suite is not None:
                 self._suite.close()
             self._suite = MonitorSuite(s.monitors, s.monitor_timeout_ms, self.root)
             self._suite_key = key
         return self._suite
+
+    def _suite_key_for(self, s: Settings) -> tuple:
+        return (s.monitors, s.monitor_timeout_ms, self.root)
 
     @staticmethod
     def _thread_hint(suite: MonitorSuite | None, backend):
@@ -370,9 +373,14 @@ class Engine:
         return True
 
     def analysis_state(self) -> str:
-        """"off" (no monitors), "cold", "warming" or "warm" (see ``warm_up_monitors``)."""
-        suite = self.monitor_suite()
-        return "off" if suite is None else suite.warm_state
+        """"off" (no monitors), "cold", "warming" or "warm" (see ``warm_up_monitors``). Only
+        reads: asking builds no monitors and starts no worker."""
+        if not self.settings.monitors:
+            return "off"
+        suite = self._suite
+        if suite is None or self._suite_key != self._suite_key_for(self.settings):
+            return "cold"  # built for other settings: the next completion builds new monitors
+        return suite.warm_state
 
     # ---- completion ------------------------------------------------------------------------
     def complete(self, req: CompletionRequest, cancel: CancelToken | None = None) -> Completion:

@@ -251,7 +251,9 @@ class SteercodeServer(LanguageServer):
         end_message = "ready"
         try:
             await self.scheduler.call(lambda: self.engine.load(progress))
-            self.engine.warm_up_monitors()  # the analysis worker starts now, not at the first completion
+            # the analysis worker starts now, not at the first completion (on the engine's
+            # thread, like every other use of its monitors)
+            await self.scheduler.call(self.engine.warm_up_monitors)
             d = self.engine.describe()
             self.show_message_log(f"steercode: model ready ({d.get('description')}, template {d.get('template')})", types.MessageType.Info)
         except ModelLoadError as exc:
