@@ -72,6 +72,7 @@ class MonitorSuite:
         before it is done, so a completion's own analysis never waits behind more than one."""
         self._build()
         if self._jedi is None:
+            self.warm_state = "warm"  # no Python monitors: nothing to warm up
             return
         from .python.jedi_analysis import WARM_MEMBERS
 

@@ -210,6 +210,20 @@ def test_warm_up_caches_the_members_of_common_builtin_types():
         suite.close()
 
 
+def test_warm_up_without_python_monitors_is_done_at_once():
+    """Only the repeats monitor: nothing to warm up, so a benchmark waiting for the warm-up
+    (``Engine.wait_warm``) goes on at once (it used to wait for its 300 s timeout)."""
+    from monitors.suite import MonitorSuite
+
+    suite = MonitorSuite(["repeats"])
+    try:
+        suite.warm_up()
+        assert suite.warm_state == "warm"
+        assert not suite.runner.busy()  # and no worker was started for it
+    finally:
+        suite.close()
+
+
 def test_warm_up_queues_one_type_analysis_at_a_time():
     """A completion's own analysis waits behind at most one warm-up job, never all of them."""
     from monitors.suite import MonitorSuite
