@@ -15,7 +15,7 @@ from fakes import FakeBackend
 
 from completion.constraints import HealingConstraint
 from completion.decoding import Decoder
-from monitors.base import TIMEOUT, AnalysisRunner, MonitorContext, NameSet, Pending, Rewind
+from monitors.base import AnalysisRunner, MonitorContext, NameSet, Pending, Rewind
 from monitors.identifiers import IdentifierSession
 from monitors.python.calls import CallsMonitor, call_ok, parse_args
 from monitors.python.jedi_analysis import KEYWORD_ONLY, POSITIONAL_OR_KEYWORD, VAR_KEYWORD, Param, Signature
@@ -189,18 +189,16 @@ def test_warm_up_caches_the_members_of_common_builtin_types():
     """After the warm-up, the first ``lines.`` (a list) and ``_os.`` of a session are answered
     from the type cache, with no full completion."""
     from monitors import worker
-    from monitors.python.jedi_analysis import WARM_MEMBERS
     from monitors.suite import MonitorSuite
 
     suite = MonitorSuite(["members"])
     suite.runner = AnalysisRunner(process=False)  # the analyzer in this process, to look into
     try:
         suite.warm_up()
-        for before in WARM_MEMBERS:  # queued one after the other: the last one done means all are
-            deadline = time.monotonic() + 120
-            while suite.runner.cached(("warm-members", before)) is TIMEOUT:
-                assert time.monotonic() < deadline, f"warm-up of {before!r} never ran"
-                time.sleep(0.05)
+        deadline = time.monotonic() + 120
+        while suite.warm_state != "warm":
+            assert time.monotonic() < deadline, f"the warm-up never finished ({suite.warm_state})"
+            time.sleep(0.05)
         a = worker._analyzer()
         hits = a.type_hits
         assert "append" in a.members("def f():\n    lines = []\n    lines.", "\n", None)
