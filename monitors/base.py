@@ -216,6 +216,7 @@ class AnalysisRunner:
         self._root = root
         self._want_process = process
         self._executor: concurrent.futures.Executor | None = None
+        self._closed = False  # shut down: a job that dies with the pool is no failure
         self.mode = "none"
 
     # ---- executor ------------------------------------------------------------------------
@@ -224,6 +225,7 @@ class AnalysisRunner:
             return self._executor
         from . import worker
 
+        self._closed = False
         if self._want_process:
             try:
                 import multiprocessing
@@ -289,11 +291,15 @@ class AnalysisRunner:
             except concurrent.futures.CancelledError:
                 result = None  # the pool shut down before the job ran
             except Exception as exc:  # analysis failure or a dead worker: "no opinion"
-                log.warning("analysis %s failed: %s: %s", job[0], type(exc).__name__, exc)
                 result = None
-                if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
-                    with self._lock:
-                        self._restart()
+                broken = isinstance(exc, concurrent.futures.process.BrokenProcessPool)
+                if broken and self._closed:  # shut down mid-job: the worker was stopped on purpose
+                    log.debug("analysis %s stopped: the runner shut down", job[0])
+                else:
+                    log.warning("analysis %s failed: %s: %s", job[0], type(exc).__name__, exc)
+                    if broken:
+                        with self._lock:
+                            self._restart()
             with self._lock:
                 self._running -= 1
                 self._pending.pop(key, None)
@@ -406,6 +412,7 @@ class AnalysisRunner:
 
     def shutdown(self) -> None:
         with self._lock:
+            self._closed = True
             self._restart()
 
 

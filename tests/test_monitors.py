@@ -252,6 +252,26 @@ def test_runner_shuts_down_with_jobs_queued():
     assert not r.busy()
 
 
+def test_runner_shut_down_mid_job_in_its_process_reports_no_failure(caplog):
+    """Closing a suite while its worker process runs a job (the warm-up, at exit) stops the
+    worker on purpose: that is no failed analysis for the log, and the job answers None."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="monitors.base")
+    r = AnalysisRunner(process=True)
+    fut = r.submit(("warm",), ("warm-up",))
+    deadline = time.monotonic() + 60
+    while not fut.running() and time.monotonic() < deadline:  # handed to the worker process
+        time.sleep(0.01)
+    r.shutdown()
+    assert isinstance(fut.exception(timeout=60), concurrent.futures.process.BrokenProcessPool)
+    while r.busy() and time.monotonic() < deadline:  # the runner's callback runs after the waiters wake
+        time.sleep(0.01)
+    assert r.cached(("warm",)) is None  # the job answered "no opinion"
+    assert not [m.getMessage() for m in caplog.records if m.levelno >= logging.WARNING]
+    assert any("runner shut down" in m.getMessage() for m in caplog.records)
+
+
 def test_runner_times_each_job_itself():
     """The worker's own time per job (no queueing), with the job's document size; a cache hit
     is answered like a job, and the result itself is what monitors get."""
