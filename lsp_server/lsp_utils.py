@@ -95,13 +95,14 @@ def lsp_position(text: str, offset: int, encoding: str | None = UTF16) -> types.
     """LSP position of a code-point offset."""
     if not 0 <= offset <= len(text):
         raise PositionError(f"offset {offset} is outside the document")
-    line = text.count("\n", 0, offset)
-    start = text.rfind("\n", 0, offset) + 1
-    if "\r" in text[start:offset]:  # old-Mac line ends: count them too
+    if "\r" in text[:offset]:  # old-Mac line ends (alone or mixed with others): count them too
         from completion.document import offset_to_position
 
         line, col = offset_to_position(text, offset)
         start = offset - col
+    else:
+        line = text.count("\n", 0, offset)
+        start = text.rfind("\n", 0, offset) + 1
     return types.Position(line=line, character=column_to_units(text[start:offset], offset - start, encoding))
 
 

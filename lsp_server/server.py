@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import re
+import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -25,6 +29,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.server import LanguageServer
+from pygls.workspace import TextDocument, Workspace
 
 from completion.decoding import Cancelled
 from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError
@@ -36,6 +41,7 @@ from .lsp_utils import PositionError, lsp_completion_list, lsp_inline_list, offs
 from .scheduling import Scheduler
 
 log = logging.getLogger("steercode.server")
+_CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:", re.IGNORECASE)
 
 __all__ = ["SteercodeProtocol", "SteercodeServer", "create_server"]
 
@@ -59,12 +65,44 @@ def _short_validation_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"[:300]
 
 
+class _Document(TextDocument):
+    """pygls's document, with incremental edits applied at LSP's positions.
+
+    pygls 1.3 finds an edit's line with ``str.splitlines``, which also breaks lines at form
+    feeds (common in Python source), \\v, \\x1c-\\x1e, \\x85 and U+2028/U+2029: after one of them
+    every edit below it landed on the wrong line. LSP breaks lines only at \\n, \\r\\n and \\r.
+    An edit whose range does not fit the document is logged and left out (pygls spliced it in
+    anyway, duplicating or dropping text)."""
+
+    def _apply_incremental_change(self, change: types.TextDocumentContentChangeEvent_Type1) -> None:
+        src = self.source
+        enc = self._position_codec.encoding
+        try:
+            start = offset_at(src, change.range.start, enc)
+            end = offset_at(src, change.range.end, enc)
+            if end < start:
+                raise PositionError("its range ends before it starts")
+        except PositionError as exc:
+            log.error("didChange for %s left out: %s (range %s)", self.uri, exc, change.range)
+            return
+        self._source = src[:start] + change.text + src[end:]
+
+
+def _apply_changes_by_lsp_lines(workspace: Workspace) -> None:
+    def create(doc_uri: str, source=None, version=None, language_id=None) -> TextDocument:
+        return _Document(doc_uri, source=source, version=version, language_id=language_id,
+                         sync_kind=workspace._sync_kind, position_codec=workspace._position_codec)
+
+    workspace._create_text_document = create
+
+
 class SteercodeProtocol(LanguageServerProtocol):
     """pygls protocol with inline completion advertised and robust message handling."""
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> types.InitializeResult:
         result = super().lsp_initialize(params)
+        _apply_changes_by_lsp_lines(self._server.workspace)
         # pygls 1.3 registers the handler but never advertises the capability
         result.capabilities.inline_completion_provider = types.InlineCompletionOptions()
         server = self._server
@@ -83,7 +121,9 @@ class SteercodeProtocol(LanguageServerProtocol):
         super()._execute_request_callback(msg_id, future)
 
     def _data_received(self, data: bytes) -> None:
-        """Frame messages by Content-Length; whatever the body holds, the stream stays in sync.
+        """Frame messages by Content-Length; whatever the body holds, the stream stays in sync,
+        and after a header without a valid Content-Length (or a body longer than it said) the
+        next message is found by its header.
 
         (pygls 1.3 only recognises bodies that start with '{': any other body wedges the
         connection, since every later message is appended to the unmatched buffer.)
@@ -103,7 +143,10 @@ class SteercodeProtocol(LanguageServerProtocol):
                         length = None
             if length is None or length < 0:
                 log.error("message without a valid Content-Length header: %r", buf[:head_end][:200])
-                buf = buf[head_end + 4 :]
+                # resynchronise on the next header: what is left of a body whose length was
+                # wrong (or that had no header) runs into the next message's header
+                nxt = _CONTENT_LENGTH.search(buf, 1, head_end)
+                buf = buf[nxt.start() :] if nxt else buf[head_end + 4 :]
                 continue
             start = head_end + 4
             if len(buf) - start < length:
@@ -183,6 +226,40 @@ class SteercodeServer(LanguageServer):
         self.completions_served = 0
         self.cancelled_count = 0
         self.last_cancelled: dict[str, Any] = {}
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        """pygls's stdio server, reading the stream in chunks and framing it with
+        ``SteercodeProtocol._data_received``. (pygls 1.3 frames stdio by lines and accepts only
+        an exact ``Content-Length: N`` line: after one message without it, or with a wrong
+        length, the rest of that body runs into the next header, and every later message,
+        ``shutdown`` included, went unread.)"""
+        from pygls.server import StdOutTransportAdapter
+
+        rfile = stdin or sys.stdin.buffer
+        self._stop_event = threading.Event()
+        self.lsp.connection_made(StdOutTransportAdapter(rfile, stdout or sys.stdout.buffer))
+        read = getattr(rfile, "read1", None) or (lambda n: os.read(rfile.fileno(), n))
+
+        async def pump() -> None:
+            while not self._stop_event.is_set():
+                chunk = await self.loop.run_in_executor(self.thread_pool_executor, read, 65536)
+                if not chunk:
+                    break
+                self.lsp.data_received(chunk)
+
+        code = 0
+        try:
+            self.loop.run_until_complete(pump())
+        except BrokenPipeError:
+            log.error("the connection to the client is lost; shutting down")
+        except KeyboardInterrupt:
+            pass
+        except SystemExit as exc:  # the exit notification: 1 when it came without shutdown (LSP)
+            code = exc.code if isinstance(exc.code, int) else 0
+        finally:
+            self.shutdown()
+        if code:
+            raise SystemExit(code)
 
     # ---- settings ------------------------------------------------------------------------
     @staticmethod
