@@ -303,8 +303,7 @@ class Engine:
         with self._lock:
             old = self.settings
             self.settings = settings
-            reload_keys = ("model_path", "threads", "threads_batch", "context_size", "fim_template")
-            if any(getattr(old, k) != getattr(settings, k) for k in reload_keys):
+            if any(getattr(old, k) != getattr(settings, k) for k in Settings.MODEL_KEYS):
                 return True
             if self._model is not None:
                 self._model.builder.heal = settings.token_healing
@@ -396,6 +395,10 @@ class Engine:
             s, problems = s.merge(req.options)
             if problems:
                 raise ValueError("; ".join(problems))
+            fixed = [k for k in Settings.MODEL_KEYS if getattr(s, k) != getattr(self.settings, k)]
+            if fixed:
+                raise ValueError(f"{', '.join(fixed)} cannot change in a request (the model would have to be "
+                                 "reloaded): set it when steercode starts (--model, --set)")
         empty = Completion("", req.offset, req.offset, False, {})
         if not s.enable:
             empty.stats = {"skipped": "disabled"}

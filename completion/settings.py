@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["Settings"]
 
@@ -76,15 +76,36 @@ class Settings:
     time_budget_ms: int = 100
     prefetch: bool = True  # when idle, prepare the suggestion after the one shown
 
+    #: settings that take effect only when the model is (re)loaded
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "threads", "threads_batch", "context_size", "fim_template")
+
     # ---- validation ------------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Readable descriptions of invalid values (empty when all is well)."""
+        return self._field_problems() + self._cross_problems()
+
+    def _cross_problems(self) -> list[str]:
+        """Problems of a combination of values (checked once all of a change is applied)."""
+        ints = (self.context_tokens, self.suffix_tokens, self.max_tokens, self.context_size)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            need = self.context_tokens + self.suffix_tokens + self.max_tokens + 64
+            if need > self.context_size:
+                return [
+                    f"context_tokens + suffix_tokens + max_tokens + 64 reserved ({self.context_tokens} + "
+                    f"{self.suffix_tokens} + {self.max_tokens} + 64 = {need}) must fit in context_size "
+                    f"({self.context_size})"
+                ]
+        return []
+
+    def _field_problems(self) -> list[str]:
         p: list[str] = []
 
         def rng(name: str, lo: float, hi: float) -> None:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                p.append(f"{name} must be a number between {lo} and {hi}, got {v!r}")
+            whole = type(getattr(Settings, name)) is int  # the default says: a count, not a measure
+            if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) or not lo <= v <= hi:
+                kind = "a whole number" if whole else "a number"
+                p.append(f"{name} must be {kind} between {lo} and {hi}, got {v!r}")
 
         rng("threads", 0, 256)
         rng("threads_batch", 0, 256)
@@ -124,12 +145,6 @@ class Settings:
         for name in ("enable", "token_healing", "cache", "drafting", "first_line_fast", "prefetch"):
             if not isinstance(getattr(self, name), bool):
                 p.append(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.context_tokens, int) and isinstance(self.context_size, int) and isinstance(self.max_tokens, int):
-            if self.context_tokens + self.suffix_tokens + self.max_tokens + 64 > self.context_size:
-                p.append(
-                    f"context_tokens + suffix_tokens + max_tokens ({self.context_tokens}+{self.suffix_tokens}+"
-                    f"{self.max_tokens}) must leave room in context_size ({self.context_size})"
-                )
         return p
 
     def merge(self, changes: Mapping[str, Any] | None) -> tuple[Settings, list[str]]:
@@ -144,7 +159,7 @@ class Settings:
         for raw_key, value in changes.items():
             key = _snake(str(raw_key))
             if key not in names:
-                problems.append(f"unknown setting {raw_key!r} (ignored)")
+                problems.append(f"unknown setting {raw_key!r}")
                 continue
             if key == "model_path" and value == "":
                 value = None
@@ -153,13 +168,13 @@ class Settings:
             if isinstance(value, float) and value.is_integer() and isinstance(getattr(self, key), int) and not isinstance(getattr(self, key), bool):
                 value = int(value)
             candidate = dataclasses.replace(current, **{key: value})
-            errs = [e for e in candidate.problems() if e.startswith(key) or key in e.split(" ")[0]]
+            errs = [e for e in candidate._field_problems() if e.startswith(key) or key in e.split(" ")[0]]
             if errs:
                 problems.extend(errs)
                 continue
             current = candidate
         errs = current.problems()
-        if errs:  # cross-field problem: refuse the whole change
+        if errs:  # a problem of the combination: refuse the whole change
             return self, problems + errs
         return current, problems
 

@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -225,6 +226,13 @@ def cmd_complete(args: argparse.Namespace) -> int:
 # stdio (JSON lines)
 
 _REQUEST_FIELDS = {"id", "path", "text", "line", "character", "language", "trigger", "options", "related"}
+_FIELD_TYPES = (
+    ("path", str, "a string (a file path)"),
+    ("text", str, "a string"),
+    ("language", str, "a string (a language id such as \"python\")"),
+    ("trigger", str, "\"invoked\" or \"automatic\""),
+    ("options", dict, "an object of settings"),
+)
 
 
 def _stdio_error(rid: Any, code: str, message: str) -> dict[str, Any]:
@@ -246,12 +254,19 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
         return _stdio_error(None, "parse_error", f"the line is not UTF-8 ({exc.reason} at byte {exc.start})")
     except ValueError as exc:
         return _stdio_error(None, "parse_error", f"the line is not valid JSON: {exc}")
+    except RecursionError:
+        return _stdio_error(None, "parse_error", "the line is not valid JSON: nested too deeply")
     if not isinstance(obj, dict):
         return _stdio_error(None, "invalid_request", "a request must be a JSON object")
     rid = obj.get("id")
+    if isinstance(rid, float) and not math.isfinite(rid):  # 1e999, NaN: no valid JSON to echo back
+        return _stdio_error(None, "invalid_request", f"'id' must be a finite number, a string or null, got {rid!r}")
     try:
         text = obj.get("text")
         path = obj.get("path")
+        for key, kinds, what in _FIELD_TYPES:
+            if obj.get(key) is not None and not isinstance(obj[key], kinds):
+                return _stdio_error(rid, "invalid_request", f"{key!r} must be {what}, got {type(obj[key]).__name__}")
         if text is None:
             if not path:
                 return _stdio_error(rid, "invalid_request", "give 'text' (the document) or 'path' (a file to read)")

@@ -276,17 +276,17 @@ class SteercodeServer(LanguageServer):
 
     def apply_settings(self, section: Any) -> list[str]:
         """Settings are: defaults <- initializationOptions <- ``section``. Returns problems."""
-        settings, problems = self.base_settings.merge(self.init_options or {})
+        settings, _ = self.base_settings.merge(self.init_options or {})  # (its problems: told at initialize)
+        problems: list[str] = []
         if section is not None:
-            settings, more = settings.merge(section)
-            problems += more
+            settings, problems = settings.merge(section)
         if self.engine.update_settings(settings):
             self.start_loading()
         return problems
 
     def report_problems(self, problems: list[str]) -> None:
         if problems:
-            msg = "steercode settings: " + "; ".join(problems)
+            msg = "steercode settings ignored: " + "; ".join(problems)
             log.warning(msg)
             self.show_message(msg, types.MessageType.Warning)
 

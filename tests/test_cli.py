@@ -134,13 +134,24 @@ def test_stdio_json_lines(server_env):
         {"id": 10, "text": "x = ", "line": 0, "character": 4, "related": "not a list"},
         {"id": 11, "text": "x = ", "line": 0, "character": 4, "related": ["/no/such/related.py"]},
         {"id": 12, "text": "x = ", "line": 0, "character": 4, "related": [{"text": "y = 2\n"}, EXAMPLE, {"path": EXAMPLE}]},
+        '{"id": 13, "text": "x = ", "line": 0, "character": 4, "options": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        {"id": 14, "text": "x = ", "line": 0, "character": 4, "options": 5},
+        {"id": 15, "path": 123, "line": 0, "character": 0},
+        {"id": 16, "text": "x = ", "line": 0, "character": 4, "language": 5},
+        '{"id": NaN, "text": "x = ", "line": 0, "character": 4}',
+        {"id": 18, "text": "x = ", "line": 0, "character": 4, "model_path": "/other.gguf", "threads": 1},
+        {"id": 19, "text": "def neg(a):\n    return ", "line": 1, "character": 11},
     ]
     data = b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
     data += b"\xff\xfe not utf-8\n\n"
     p = run("stdio", input=data, env=server_env)
     assert p.returncode == 0, p.stderr.decode()
-    out = [json.loads(line) for line in p.stdout.decode().splitlines()]
-    assert len(out) == 13  # one response per non-blank line, the bad ones included
+
+    def strict(constant):  # NaN / Infinity are not JSON
+        raise ValueError(f"{constant} in the output")
+
+    out = [json.loads(line, parse_constant=strict) for line in p.stdout.decode().splitlines()]
+    assert len(out) == 20  # one response per non-blank line, the bad ones included
     by_id = {o.get("id"): o for o in out if o.get("id") is not None}
     assert by_id[1]["completion"].strip() and "stats" in by_id[1]
     assert by_id[3]["error"]["code"] == "invalid_position"
@@ -152,9 +163,15 @@ def test_stdio_json_lines(server_env):
     assert by_id[10]["error"]["code"] == "invalid_request" and "related" in by_id[10]["error"]["message"]
     assert by_id[11]["error"]["code"] == "io_error" and "/no/such/related.py" in by_id[11]["error"]["message"]
     assert "completion" in by_id[12]
+    for rid, field in ((14, "options"), (15, "path"), (16, "language")):  # wrong types: said so, no internal error
+        assert by_id[rid]["error"]["code"] == "invalid_request" and repr(field) in by_id[rid]["error"]["message"]
+    # settings that need the model reloaded cannot change in one request (they were ignored)
+    assert by_id[18]["error"]["code"] == "invalid_request" and "model_path, threads" in by_id[18]["error"]["message"]
+    assert by_id[19]["completion"].strip()  # still serving
     anonymous = [o for o in out if o.get("id") is None]
     codes = sorted(o["error"]["code"] for o in anonymous)
-    assert codes == ["invalid_request", "parse_error", "parse_error"]
+    # [1, 2, 3] and the NaN id; not JSON, nested 100,000 deep (it stopped the loop), not UTF-8
+    assert codes == ["invalid_request", "invalid_request", "parse_error", "parse_error", "parse_error"]
 
 
 def test_stdio_with_a_broken_model_answers_every_line(server_env):
