@@ -117,7 +117,9 @@ class PromptBuilder:
         start = max(pos, text.rfind("\n", 0, end) + 1)
         toks = self._tokenize(text[start:end])
         while len(toks) > budget and start < end:
-            start = min(end, start + max(1, (len(toks) - budget) * 2))
+            # drop the excess at this text's own characters per token (digits and operators run
+            # one character a token: a fixed guess of two jumped past the cursor, leaving no context)
+            start = min(end, start + int((len(toks) - budget) * (end - start) / len(toks)) + 1)
             toks = self._tokenize(text[start:end])
         return start, toks
 

@@ -37,8 +37,17 @@ def test_one_huge_line_is_cut_inside_the_line(engine):
     b = engine._model.builder
     text = "x = [" + ", ".join(str(i) for i in range(200000)) + "]"
     p = b.build(text, len(text), budget=256)
-    assert len(p.tokens) <= 257
+    assert 200 <= len(p.tokens) <= 257  # the window is cut to the budget, not emptied
     assert p.window_start > 0
+
+
+def test_a_long_dense_line_before_the_cursor_keeps_its_context(engine):
+    """About one character per token (digits, commas): the cut inside the line used to jump
+    past the cursor and leave the model only the BOS token."""
+    b = engine._model.builder
+    text = "import os\n\nDATA = [" + ", ".join(str(i % 10) for i in range(1000))
+    p = b.build(text, len(text), budget=1024)
+    assert 900 <= len(p.tokens) <= 1025
 
 
 def test_small_document_uses_everything(engine):
