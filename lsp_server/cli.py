@@ -25,7 +25,10 @@ log = logging.getLogger("steercode")
 def _setup_logging(level: str, log_file: str | None = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        handlers = [logging.FileHandler(log_file, encoding="utf-8")]
+        try:
+            handlers = [logging.FileHandler(log_file, encoding="utf-8")]
+        except OSError as exc:
+            raise SystemExit(f"steercode: cannot write the log file {log_file}: {exc.strerror or exc}") from None
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -106,8 +109,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        if not 0 <= port <= 65535:
+            print(f"steercode: --tcp port must be between 0 and 65535, got {port}", file=sys.stderr)
+            return 2
         log.warning("listening on %s:%d", host, port)
-        server.start_tcp(host, port)
+        try:
+            server.start_tcp(host, port)
+        except OSError as exc:  # the port is taken, the host is not ours ...
+            print(f"steercode: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     else:
         server.start_io()
     return 0

@@ -84,7 +84,12 @@ class MonitorSuite:
             if i >= len(jobs):
                 self.warm_state = "warm"
                 return
-            self.runner.submit(jobs[i], jobs[i]).add_done_callback(lambda f: step(i + 1, f))
+            try:
+                fut = self.runner.submit(jobs[i], jobs[i])
+            except RuntimeError as exc:  # the interpreter is exiting: no new work
+                log.debug("analysis warm-up stopped: %s", exc)
+                return
+            fut.add_done_callback(lambda f: step(i + 1, f))
 
         if self.warm_state == "cold":
             self.warm_state = "warming"

@@ -330,3 +330,23 @@ def test_batch_complete_example(server_env):
     assert len(out) == 3
     assert out[0].startswith("7:4\t'") and "ms" in out[0]
     assert out[2].startswith("999:0\terror:") and "past the end" in out[2]
+
+
+def test_serve_start_up_problems_are_one_clear_line(server_env, tmp_path):
+    """A port out of range, a port already taken and a log file that cannot be written used to
+    end in Python tracebacks."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            (["--tcp", "127.0.0.1:99999"], "between 0 and 65535"),
+            (["--tcp", f"127.0.0.1:{port}"], "cannot listen on"),
+            (["--log-file", str(tmp_path / "no" / "dir" / "log")], "cannot write the log file"),
+        ]
+        for args, needle in cases:
+            p = run("serve", *args, input=b"", env=server_env, timeout=60)
+            err = p.stderr.decode()
+            assert p.returncode != 0 and needle in err and "Traceback" not in err, (args, err)
