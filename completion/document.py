@@ -44,7 +44,7 @@ def position_to_offset(text: str, line: int, character: int, *, clamp_character:
     for _ in range(line):
         m = _LINE_END.search(text, start)
         if m is None:
-            n_lines = text.count("\n") + 1
+            n_lines = len(_LINE_END.findall(text)) + 1
             raise PositionError(f"line {line} is past the end of the document ({n_lines} lines)")
         start = m.end()
     m = _LINE_END.search(text, start)

@@ -59,6 +59,18 @@ def test_crlf_documents():
     assert lsp_position(text, 5) == Position(line=1, character=1)
 
 
+def test_old_mac_and_mixed_line_ends():
+    """A lone \\r ends a line too (LSP): ranges after one, alone or before a \\n, were a line off."""
+    text = "a = 1\rb = 2\nc = a + \n"
+    assert lsp_position(text, 20) == Position(line=2, character=8)
+    assert offset_at(text, Position(line=2, character=8)) == 20
+    for offset in range(len(text) + 1):
+        pos = lsp_position(text, offset)
+        assert offset_to_position(text, offset) == (pos.line, pos.character)
+    with pytest.raises(PositionError, match=r"\(4 lines\)"):
+        position_to_offset("a\rb\rc\r", 9, 0)
+
+
 def test_code_point_positions():
     text = "αβ\n" + ASTRAL
     assert position_to_offset(text, 1, 2) == 5
