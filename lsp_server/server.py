@@ -102,6 +102,7 @@ class SteercodeProtocol(LanguageServerProtocol):
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> types.InitializeResult:
         result = super().lsp_initialize(params)
+        self._sc_initialized = True
         _apply_changes_by_lsp_lines(self._server.workspace)
         # pygls 1.3 registers the handler but never advertises the capability
         result.capabilities.inline_completion_provider = types.InlineCompletionOptions()
@@ -109,6 +110,22 @@ class SteercodeProtocol(LanguageServerProtocol):
         if isinstance(server, SteercodeServer):
             server.on_initialize(params)
         return result
+
+    def _procedure_handler(self, message) -> None:
+        """Answer requests the LSP lifecycle rules out instead of dropping or failing them:
+        before ``initialize`` (ServerNotInitialized) and after ``shutdown`` (InvalidRequest;
+        pygls left them unanswered, so a client waited forever)."""
+        method = getattr(message, "method", None)
+        if method is not None and getattr(message, "id", None) is not None:
+            if self._shutdown:
+                self._send_response(message.id, error=types.ResponseError(
+                    code=-32600, message=f"{method}: the server is shut down (only 'exit' is left)"))
+                return
+            if not getattr(self, "_sc_initialized", False) and method != types.INITIALIZE:
+                self._send_response(message.id, error=types.ResponseError(
+                    code=-32002, message=f"{method}: the server is not initialized yet (send 'initialize' first)"))
+                return
+        super()._procedure_handler(message)
 
     def _execute_request_callback(self, msg_id, future):  # noqa: D401 - pygls override
         """Send JsonRpcExceptions raised by handlers with their own code and message."""

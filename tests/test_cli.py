@@ -350,3 +350,58 @@ def test_serve_start_up_problems_are_one_clear_line(server_env, tmp_path):
             p = run("serve", *args, input=b"", env=server_env, timeout=60)
             err = p.stderr.decode()
             assert p.returncode != 0 and needle in err and "Traceback" not in err, (args, err)
+
+
+def _read_frame(stream) -> dict:
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        c = stream.read(1)
+        assert c, "the server closed its output"
+        head += c
+    length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
+    return json.loads(stream.read(length))
+
+
+def _answer_to(proc, rid) -> dict:
+    while True:
+        msg = _read_frame(proc.stdout)
+        if msg.get("id") == rid and "method" not in msg:
+            return msg
+
+
+def test_lsp_lifecycle_errors_and_exit_codes(server_env):
+    """A request before initialize gets ServerNotInitialized (it got an internal error with a
+    traceback); one after shutdown gets InvalidRequest (it was never answered); exit without
+    shutdown exits 1 (it exited 0)."""
+    def start():
+        return subprocess.Popen(steercode_cmd("serve", "--log-level", "error"), env=server_env, cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def send(proc, obj):
+        proc.stdin.write(_frame(obj))
+        proc.stdin.flush()
+
+    status = {"jsonrpc": "2.0", "method": "steercode/status", "params": {}}
+    proc = start()
+    try:
+        send(proc, {**status, "id": 1})
+        assert _answer_to(proc, 1)["error"]["code"] == -32002
+        send(proc, {"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"capabilities": {}}})
+        assert "capabilities" in _answer_to(proc, 2)["result"]
+        send(proc, {"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        send(proc, {"jsonrpc": "2.0", "id": 3, "method": "shutdown"})
+        assert _answer_to(proc, 3)["result"] is None
+        send(proc, {**status, "id": 4})
+        assert _answer_to(proc, 4)["error"]["code"] == -32600
+        send(proc, {"jsonrpc": "2.0", "method": "exit"})
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+    proc = start()
+    try:
+        send(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}})
+        _answer_to(proc, 1)
+        send(proc, {"jsonrpc": "2.0", "method": "exit"})
+        assert proc.wait(30) == 1
+    finally:
+        proc.kill()
