@@ -442,7 +442,7 @@ class Engine:
             path=req.path,
         )
         t_prompt = time.perf_counter()
-        rules = StopRules(req.text, req.offset, mode)
+        rules = StopRules(req.text, req.offset, mode, req.language)
         healing = prompt.healing
         markers = m.marker_texts
         constraints: list[Constraint] = []

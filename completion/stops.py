@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from monitors.syntax import canonical_language, cursor_syntax
+from monitors.syntax import canonical_language, cursor_syntax, open_brackets
 
 from .document import line_bounds
 
@@ -109,10 +109,17 @@ def _repetition_cut(gen: str) -> int | None:
 class StopRules:
     """Stream filter for one request (see the module docstring)."""
 
-    def __init__(self, text: str, offset: int, mode: LineMode) -> None:
+    def __init__(self, text: str, offset: int, mode: LineMode, language: str | None = None) -> None:
         self.mode = mode
         start, end = line_bounds(text, offset)
         self.line_before = text[start:offset]
+        # Python: the brackets still open at the cursor (None: do not judge closers; another
+        # language, or the cursor in a string or comment)
+        self.open_at_cursor: list[str] | None = None
+        if canonical_language(language) == "python" and not mode.multiline:
+            syn = cursor_syntax(text, offset, "python")
+            if syn is not None and not syn.in_string and not syn.in_comment:
+                self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python")]
         self.line_after = text[offset:end].rstrip()
         self.cursor_line_blank = not self.line_before.strip()
         self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])
@@ -142,6 +149,10 @@ class StopRules:
             cut = self._closer_cut(gen[: nl if nl >= 0 else len(gen)])
             if cut is not None:
                 self.reason = "line suffix"
+                return cut
+            cut = self._unmatched_closer(gen[: nl if nl >= 0 else len(gen)])
+            if cut is not None:
+                self.reason = "unmatched bracket"
                 return cut
             if nl >= 0:
                 self.reason = "end of line"
@@ -187,6 +198,35 @@ class StopRules:
             return self._closer_in_string(line, quote)
         cut, _, _ = self._scan(line, list(stack), quote, stop_below=base)
         return cut
+
+    def _unmatched_closer(self, line: str) -> int | None:
+        """Python: index of a closing bracket in the suggestion that closes nothing open (more
+        ``)`` than there are ``(``, or ``]`` where ``(`` is open): the line ends before it."""
+        if self.open_at_cursor is None:
+            return None
+        stack = list(self.open_at_cursor)
+        quote: str | None = None
+        escaped = False
+        for i, ch in enumerate(line):
+            if quote:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == quote:
+                    quote = None
+                continue
+            if ch == "#":
+                return None  # a comment: what follows is not code
+            if ch in "\"'":
+                quote = ch
+            elif ch in _OPENERS:
+                stack.append(ch)
+            elif ch in _CLOSERS:
+                if not stack or stack[-1] != _CLOSERS[ch]:
+                    return i
+                stack.pop()
+        return None
 
     @staticmethod
     def _closer_in_string(line: str, quote: str) -> int | None:
@@ -267,6 +307,8 @@ class StopRules:
             nl = gen.find("\n")
             line = gen if nl < 0 else gen[:nl]
             cut = self._closer_cut(line)
+            if cut is None:
+                cut = self._unmatched_closer(line)
             if cut is not None:
                 line = line[:cut]
             line = line.rstrip()

@@ -43,7 +43,7 @@ def rules(source, multiline=None):
     m = decide_line_mode(text, off, "python", "auto", 8)
     if multiline is not None:
         m = LineMode(multiline, 8, "test")
-    return StopRules(text, off, m)
+    return StopRules(text, off, m, "python")
 
 
 def run(r, gen):
@@ -62,6 +62,23 @@ def test_single_line_stops_at_end_of_line():
 def test_single_line_stops_before_closer_already_on_the_line():
     assert run(rules("print(┃)"), 'len(x))') == "len(x)"
     assert run(rules("x = [┃]"), "1, 2, 3]\n") == "1, 2, 3"
+
+
+def test_single_line_stops_before_a_bracket_that_closes_nothing():
+    """The model closed one bracket more than it opened (seen on ``os.pa``); brackets opened on
+    earlier lines may be closed; closers in strings and comments are text; other languages
+    are not judged."""
+    assert run(rules("import os\n\nos.pa┃"), "th.join(os.path.dirname(os.path.abspath(__file__)), '..'))") == (
+        "th.join(os.path.dirname(os.path.abspath(__file__)), '..')")
+    assert run(rules("x = [1, 2┃"), ", 3])\n") == ", 3]"
+    assert run(rules("x = [1, 2┃"), ", 3)]\n") == ", 3"  # ) where [ is open
+    assert run(rules("total = add(1,\n          2┃"), ", 3)\n") == ", 3)"
+    assert run(rules("x = f(┃"), "')', 1)\n") == "')', 1)"
+    assert run(rules("x = 1┃"), "  # closes f()) twice\n") == "  # closes f()) twice"
+    assert run(rules('s = "a )┃'), ') b"\n') == ') b"'  # inside a string: not code
+    text, off = split_cursor("let x = 1┃")
+    js = StopRules(text, off, decide_line_mode(text, off, "javascript", "auto", 8), "javascript")
+    assert run(js, "));\n") == "));"
 
 
 def test_single_line_drops_suffix_repeated_at_end():
