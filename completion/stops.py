@@ -160,10 +160,12 @@ class StopRules:
             return None
         return self._block_cut(gen, final=False)
 
-    def _scan(self, line: str, stack: list[str], quote: str | None, stop_below: int | None = None):
+    def _scan(self, line: str, stack: list[str], quote: str | None, stop_below: int | None = None,
+              python: bool = False):
         """Bracket/quote scan of ``line`` from (stack, quote); with ``stop_below``, also find the
         index where a closer matching the line suffix's first character takes the stack below
-        that depth (the suggestion closing what the cursor line already closes)."""
+        that depth (the suggestion closing what the cursor line already closes). With
+        ``python``, a closer that matches nothing open is found too, and a ``#`` ends the scan."""
         after = self.line_after.lstrip()
         escaped = False
         for i, ch in enumerate(line):
@@ -184,6 +186,10 @@ class StopRules:
                     stack.pop()
                     if stop_below is not None and len(stack) < stop_below and after[:1] == ch:
                         return i, stack, quote
+                elif python:
+                    return i, stack, quote
+            elif python and ch == "#":
+                break  # a comment: what follows is not code
         return None, stack, quote
 
     def _closer_cut(self, line: str) -> int | None:
@@ -204,29 +210,8 @@ class StopRules:
         ``)`` than there are ``(``, or ``]`` where ``(`` is open): the line ends before it."""
         if self.open_at_cursor is None:
             return None
-        stack = list(self.open_at_cursor)
-        quote: str | None = None
-        escaped = False
-        for i, ch in enumerate(line):
-            if quote:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == quote:
-                    quote = None
-                continue
-            if ch == "#":
-                return None  # a comment: what follows is not code
-            if ch in "\"'":
-                quote = ch
-            elif ch in _OPENERS:
-                stack.append(ch)
-            elif ch in _CLOSERS:
-                if not stack or stack[-1] != _CLOSERS[ch]:
-                    return i
-                stack.pop()
-        return None
+        cut, _, _ = self._scan(line, list(self.open_at_cursor), None, python=True)
+        return cut
 
     @staticmethod
     def _closer_in_string(line: str, quote: str) -> int | None:
