@@ -302,11 +302,14 @@ def bracket_depth(text: str, offset: int, language: str | None = "python", max_l
 
 
 def open_brackets(
-    text: str, offset: int, language: str | None = "python", max_lines: int = 80, start: int | None = None
+    text: str, offset: int, language: str | None = "python", max_lines: int = 80, start: int | None = None,
+    *, parsed_start: bool = False,
 ) -> list[int]:
     """Positions of the brackets opened before ``offset`` and not yet closed, outermost first
     (the scan of ``bracket_depth``), scanning from ``start`` when given (a place known to be
-    outside strings) instead of ``max_lines`` lines back."""
+    outside strings) instead of ``max_lines`` lines back. With ``parsed_start``, a line start
+    that tree-sitter finds inside a string (a docstring) moves back to that string's start:
+    scanning from inside one reads its closing quotes as opening ones."""
     if start is not None:
         return _open_brackets_from(text, start, offset, language)
     start = offset
@@ -316,6 +319,10 @@ def open_brackets(
             start = 0
             break
         start = nl + 1
+    if parsed_start and start > 0:
+        in_string = string_start(text, start, language)
+        if in_string is not None:
+            start = in_string
     return _open_brackets_from(text, start, offset, language)
 
 

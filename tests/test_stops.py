@@ -76,6 +76,9 @@ def test_single_line_stops_before_a_bracket_that_closes_nothing():
     assert run(rules("x = f(┃"), "')', 1)\n") == "')', 1)"
     assert run(rules("x = 1┃"), "  # closes f()) twice\n") == "  # closes f()) twice"
     assert run(rules('s = "a )┃'), ') b"\n') == ') b"'  # inside a string: not code
+    # a docstring longer than the scan's 80 lines: its closing quotes must not read as opening ones
+    doc = 'x = 1\n"""\n' + "a line of the docstring\n" * 100 + '"""\nprint(len(data┃'
+    assert run(rules(doc), "))\n") == "))"
     text, off = split_cursor("let x = 1┃")
     js = StopRules(text, off, decide_line_mode(text, off, "javascript", "auto", 8), "javascript")
     assert run(js, "));\n") == "));"
