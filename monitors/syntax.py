@@ -260,8 +260,9 @@ def cursor_syntax(text: str, offset: int, language: str | None) -> CursorSyntax 
         n = n.parent
     if not in_string and not in_comment:
         in_string = _unterminated_string_on_line(text, offset)
-    # brackets: a lexical scan of the recent lines (unclosed brackets make tree-sitter ERROR nodes)
-    depth = bracket_depth(text, offset, canonical_language(language))
+    # brackets: a lexical scan of the recent lines (unclosed brackets make tree-sitter ERROR nodes),
+    # started outside any string
+    depth = len(open_brackets(text, offset, canonical_language(language), parsed_start=True))
     return CursorSyntax(in_string=in_string, in_comment=in_comment, open_brackets=depth, has_error=root.has_error)
 
 

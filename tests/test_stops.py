@@ -19,6 +19,8 @@ def mode(source, language="python", policy="auto"):
         ("x = foo(┃)", False, "text after"),  # only closers after: fill inside, one line
         ("x = foo(a┃, b)", False, "text after the cursor"),
         ("x = [\n    1,\n    ┃", True, "inside brackets"),
+        # a docstring longer than the bracket scan's 80 lines before the open bracket
+        ('"""\n' + "docstring line\n" * 100 + '"""\nx = f(\n    ┃', True, "inside brackets"),
         ("total = price * ┃", False, "mid-statement"),
         ("s = 'hello ┃", False, "in a string"),
         ('"""doc\nstring ┃\n"""', False, "in a string"),
