@@ -15,6 +15,7 @@ Robustness rules (the server keeps serving whatever the client sends):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from pygls.workspace import TextDocument, Workspace
 
 from completion.decoding import Cancelled
 from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError
+from completion.models import check_gguf_file
 from completion.settings import Settings
 from monitors.syntax import language_for_path
 
@@ -297,6 +299,15 @@ class SteercodeServer(LanguageServer):
         problems: list[str] = []
         if section is not None:
             settings, problems = settings.merge(section)
+        current = self.engine.settings.model_path
+        if self.engine.ready and settings.model_path and settings.model_path != current:
+            # a typo must not take the working model away: a path that is no GGUF file is
+            # refused before anything is unloaded
+            try:
+                check_gguf_file(settings.model_path)
+            except ModelLoadError as exc:
+                problems.append(f"{exc} (still using {current or 'the embedded model'})")
+                settings = dataclasses.replace(settings, model_path=current)
         if self.engine.update_settings(settings):
             self.start_loading()
         return problems

@@ -394,6 +394,27 @@ async def test_bad_inputs_get_clear_errors_and_server_keeps_serving(client: Lang
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_a_model_path_typo_keeps_the_working_model(client: LanguageClient):
+    """A modelPath that is no GGUF file is refused before anything is unloaded: it used to leave
+    the server without a model (every answer empty) until the typo was fixed."""
+    before = len(client.messages)
+    await configure(client, maxTokens=48, modelPath="/nonexistent/typo.gguf")
+    for _ in range(50):
+        if len(client.messages) > before:
+            break
+        await asyncio.sleep(0.05)
+    msg = client.messages[-1]
+    assert msg.type == types.MessageType.Warning
+    assert "not found" in msg.message and "still using the embedded model" in msg.message
+    st = await status(client)
+    assert st["ready"] and not st["loading"], st
+    uri = open_doc(client, "def triple(x):\n    return \n")
+    r = await inline(client, uri, 1, 11)
+    assert r.items and r.items[0].insert_text.strip()
+    await configure(client, maxTokens=48)
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_invalid_settings_are_reported(client: LanguageClient):
     before = len(client.messages)
     client.workspace_did_change_configuration(
