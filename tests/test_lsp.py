@@ -101,6 +101,15 @@ async def configure(client: LanguageClient, **steercode) -> None:
     await asyncio.sleep(0.2)
 
 
+async def next_message(client: LanguageClient, before: int):
+    """The newest window/showMessage once there are more than ``before`` (waits up to 2.5 s)."""
+    for _ in range(50):
+        if len(client.messages) > before:
+            break
+        await asyncio.sleep(0.05)
+    return client.messages[-1]
+
+
 async def status(client: LanguageClient) -> dict:
     return to_plain(await client.protocol.send_request_async("steercode/status", {}))
 
@@ -399,11 +408,7 @@ async def test_a_model_path_typo_keeps_the_working_model(client: LanguageClient)
     the server without a model (every answer empty) until the typo was fixed."""
     before = len(client.messages)
     await configure(client, maxTokens=48, modelPath="/nonexistent/typo.gguf")
-    for _ in range(50):
-        if len(client.messages) > before:
-            break
-        await asyncio.sleep(0.05)
-    msg = client.messages[-1]
+    msg = await next_message(client, before)
     assert msg.type == types.MessageType.Warning
     assert "not found" in msg.message and "still using the embedded model" in msg.message
     st = await status(client)
@@ -420,11 +425,7 @@ async def test_invalid_settings_are_reported(client: LanguageClient):
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"steercode": {"maxTokens": -5, "lineMode": "sideways"}})
     )
-    for _ in range(50):
-        if len(client.messages) > before:
-            break
-        await asyncio.sleep(0.05)
-    msg = client.messages[-1]
+    msg = await next_message(client, before)
     assert msg.type == types.MessageType.Warning
     assert "max_tokens" in msg.message and "line_mode" in msg.message
     uri = open_doc(client, "def double(x):\n    return \n")
