@@ -281,8 +281,6 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
             if not path:
                 return _stdio_error(rid, "invalid_request", "give 'text' (the document) or 'path' (a file to read)")
             text = _read_text(path)
-        if not isinstance(text, str):
-            return _stdio_error(rid, "invalid_request", "'text' must be a string")
         for key in ("line", "character"):
             if key not in obj:
                 return _stdio_error(rid, "invalid_request", f"missing {key!r}")
