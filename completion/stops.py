@@ -119,7 +119,7 @@ class StopRules:
         if canonical_language(language) == "python" and not mode.multiline:
             syn = cursor_syntax(text, offset, "python")
             if syn is not None and not syn.in_string and not syn.in_comment:
-                self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python", parsed_start=True)]
+                self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python")]
         self.line_after = text[offset:end].rstrip()
         self.cursor_line_blank = not self.line_before.strip()
         self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])

@@ -262,7 +262,7 @@ def cursor_syntax(text: str, offset: int, language: str | None) -> CursorSyntax 
         in_string = _unterminated_string_on_line(text, offset)
     # brackets: a lexical scan of the recent lines (unclosed brackets make tree-sitter ERROR nodes),
     # started outside any string
-    depth = len(open_brackets(text, offset, canonical_language(language), parsed_start=True))
+    depth = bracket_depth(text, offset, canonical_language(language))
     return CursorSyntax(in_string=in_string, in_comment=in_comment, open_brackets=depth, has_error=root.has_error)
 
 
@@ -303,14 +303,13 @@ def bracket_depth(text: str, offset: int, language: str | None = "python", max_l
 
 
 def open_brackets(
-    text: str, offset: int, language: str | None = "python", max_lines: int = 80, start: int | None = None,
-    *, parsed_start: bool = False,
+    text: str, offset: int, language: str | None = "python", max_lines: int = 80, start: int | None = None
 ) -> list[int]:
     """Positions of the brackets opened before ``offset`` and not yet closed, outermost first
     (the scan of ``bracket_depth``), scanning from ``start`` when given (a place known to be
-    outside strings) instead of ``max_lines`` lines back. With ``parsed_start``, a line start
-    that tree-sitter finds inside a string (a docstring) moves back to that string's start:
-    scanning from inside one reads its closing quotes as opening ones."""
+    outside strings) instead of ``max_lines`` lines back. A line start that tree-sitter finds
+    inside a string (a docstring) moves back to that string's start: scanning from inside one
+    reads its closing quotes as opening ones."""
     if start is not None:
         return _open_brackets_from(text, start, offset, language)
     start = offset
@@ -320,7 +319,7 @@ def open_brackets(
             start = 0
             break
         start = nl + 1
-    if parsed_start and start > 0:
+    if start > 0:
         in_string = string_start(text, start, language)
         if in_string is not None:
             start = in_string
