@@ -240,6 +240,7 @@ class SteercodeServer(LanguageServer):
         self.last_stats: dict[str, Any] | None = None
         self._ready: asyncio.Event | None = None
         self._loading = False
+        self._load_task: asyncio.Future | None = None
         self._progress: dict[str, Any] | None = None
         self._not_ready_logged = 0.0
         self.completions_served = 0
@@ -276,9 +277,23 @@ class SteercodeServer(LanguageServer):
         except SystemExit as exc:  # the exit notification: 1 when it came without shutdown (LSP)
             code = exc.code if isinstance(exc.code, int) else 0
         finally:
+            self._cancel_load()
             self.shutdown()
         if code:
             raise SystemExit(code)
+
+    def _cancel_load(self) -> None:
+        """Cancel a model load still queued or awaited when the connection ends (``exit`` right
+        after ``initialized``): the loop closes next, and a task it never ran was reported as
+        "Task was destroyed but it is pending" and "coroutine ... was never awaited"."""
+        task = self._load_task
+        if task is None or task.done() or self.loop.is_closed():
+            return
+        task.cancel()
+        try:
+            self.loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        except Exception:
+            log.debug("cancelling the model load at exit", exc_info=True)
 
     # ---- settings ------------------------------------------------------------------------
     @staticmethod
@@ -326,7 +341,7 @@ class SteercodeServer(LanguageServer):
 
     def start_loading(self) -> None:
         self._ready_event().clear()
-        asyncio.ensure_future(self._load())
+        self._load_task = asyncio.ensure_future(self._load())
 
     def _supports_progress(self) -> bool:
         caps = self.client_capabilities

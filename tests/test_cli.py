@@ -405,3 +405,19 @@ def test_lsp_lifecycle_errors_and_exit_codes(server_env):
         assert proc.wait(30) == 1
     finally:
         proc.kill()
+
+
+def test_exit_right_after_initialized_leaves_no_pending_load(server_env):
+    """``exit`` right after ``initialized`` (one write, as a client that gives up at once): the
+    model load was scheduled but never ran, and the closing loop printed "Task was destroyed
+    but it is pending" and "coroutine ... was never awaited"."""
+    session = b"".join(_frame(m) for m in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ))
+    p = run("serve", input=session, env=server_env, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert "never awaited" not in err and "destroyed but it is pending" not in err, err
