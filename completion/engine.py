@@ -49,9 +49,10 @@ def _prompt_budget(s: Settings, n_ctx: int) -> int:
     return min(s.context_tokens, n_ctx - s.max_tokens - 64)
 
 
-def _cache_config(s: Settings, mode) -> tuple:
-    """Everything besides the text that a cached suggestion depends on."""
-    return (s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
+def _cache_config(s: Settings, mode, req: CompletionRequest) -> tuple:
+    """Everything besides the text that a cached suggestion depends on (the language and path
+    too: an empty ``app.js`` was answered with what an empty ``main.py`` got)."""
+    return (req.language, req.path, s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
             s.fim_template, s.token_healing, s.context_tokens, s.suffix_tokens)
 
 
@@ -411,7 +412,7 @@ class Engine:
             policy = "single"
         mode = decide_line_mode(req.text, req.offset, req.language, policy, s.max_lines)
         if s.cache:
-            hit = self.cache.lookup(req.text, req.offset, _cache_config(s, mode))
+            hit = self.cache.lookup(req.text, req.offset, _cache_config(s, mode, req))
             if hit is not None:
                 text = hit.suggestion if mode.multiline else hit.suggestion.split("\n", 1)[0]
                 if text.strip():
@@ -440,6 +441,7 @@ class Engine:
             budget=_prompt_budget(s, m.backend.n_ctx),
             suffix_budget=s.suffix_tokens if m.template else 0,
             path=req.path,
+            language=req.language,
         )
         t_prompt = time.perf_counter()
         rules = StopRules(req.text, req.offset, mode, req.language)
@@ -551,7 +553,7 @@ class Engine:
         )
         if s.cache and text and range_end == req.offset:
             self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not unfinished,
-                             config=_cache_config(s, mode))
+                             config=_cache_config(s, mode, req))
         if unfinished and text and range_end == req.offset:
             self._background = _Continuation(req, s, mode, prompt, list(result.tokens), result.tokens_text, constraints, rules,
                                              healing, markers, drafter)
@@ -617,7 +619,7 @@ class Engine:
                     accepted = req.text[: req.offset] + text + req.text[req.offset :]
                     nxt = dataclasses.replace(req, text=accepted, offset=req.offset + len(text), trigger="automatic")
                     nmode = decide_line_mode(nxt.text, nxt.offset, nxt.language, s.line_mode, s.max_lines)
-                    if self.cache.lookup(nxt.text, nxt.offset, _cache_config(s, nmode)) is None:
+                    if self.cache.lookup(nxt.text, nxt.offset, _cache_config(s, nmode, nxt)) is None:
                         self.complete(nxt, cancel)
                         self._last_shown = None  # do not chain prefetches
                         done = (done + "+prefetch") if done else "prefetch"
@@ -658,7 +660,7 @@ class Engine:
         block = job.rules.finish(full)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,
-                             config=_cache_config(job.settings, job.mode))
+                             config=_cache_config(job.settings, job.mode, job.req))
             self._last_shown = None
 
     def _drafter(self, req: CompletionRequest, m: _Model, prompt) -> CombinedDrafter:

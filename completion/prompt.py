@@ -6,6 +6,10 @@
 * Templates: a FIM template (``completion.fim``) when the model has FIM tokens, else prefix-only.
   Special tokens are inserted as ids, text segments tokenized separately, so segment boundaries
   are stable across keystrokes.
+* File header: at the top of a file (nothing but blank lines before the cursor's line) the model
+  has no code to tell it the language, and the default model wrote English prose into an empty
+  ``.py`` file. The prompt then starts with the file's name as a line comment (``# main.py``),
+  as other completion tools head their prompts with the path; it is not part of the document.
 * Token healing: when the prompt ends inside what the tokenizer would merge with the next
   characters (half an identifier, indentation after a newline), the last token(s) are backed off
   and the decoder must regenerate that text first (``healing`` in the returned Prompt).
@@ -24,6 +28,18 @@ __all__ = ["WINDOW_STEP", "Prompt", "PromptBuilder", "heal_tokens"]
 
 WINDOW_STEP = 16  # lines: granularity of the context window's start
 _CHARS_PER_TOKEN_GUESS = 3.0
+#: line comment per LSP language id, for the file header of a prompt at the top of a file
+LINE_COMMENTS = {
+    **dict.fromkeys(("python", "ruby", "shellscript", "perl", "r", "yaml", "toml", "makefile", "dockerfile",
+                     "powershell", "elixir", "julia", "nim", "coffeescript"), "#"),
+    **dict.fromkeys(("javascript", "javascriptreact", "typescript", "typescriptreact", "go", "rust", "java",
+                     "c", "cpp", "csharp", "swift", "kotlin", "scala", "php", "dart", "zig", "groovy",
+                     "objective-c", "objective-cpp", "fsharp"), "//"),
+    **dict.fromkeys(("lua", "sql", "haskell", "elm", "ada"), "--"),
+    **dict.fromkeys(("clojure", "lisp", "scheme"), ";;"),
+    **dict.fromkeys(("erlang", "latex", "tex", "matlab"), "%"),
+    "vim": '"',
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,17 @@ class PromptBuilder:
             end = offset + int((cut - offset) * budget / len(toks))
         return offset, []
 
+    def _file_comment(self, text: str, line_start: int, path: str | None, language: str | None) -> list[int]:
+        """Tokens of ``# name.py`` and a blank line when only blank lines come before the cursor's
+        line of a file whose language has line comments (see the module docstring)."""
+        marker = LINE_COMMENTS.get(language or "")
+        if self.template is not None and self.template.file_sep_id is not None:
+            return []  # the template names the file itself
+        name = path.replace("\\", "/").rsplit("/", 1)[-1] if path else ""
+        if not marker or not name or text[:line_start].strip():
+            return []
+        return self._tokenize(f"{marker} {name}\n\n")
+
     # ---- prompt ---------------------------------------------------------------------------
     def build(
         self,
@@ -145,6 +172,7 @@ class PromptBuilder:
         budget: int,
         suffix_budget: int = 0,
         path: str | None = None,
+        language: str | None = None,
     ) -> Prompt:
         """The prompt for a completion at code-point ``offset`` of ``text``."""
         if not 0 <= offset <= len(text):
@@ -153,11 +181,14 @@ class PromptBuilder:
         line_part = text[line_start:offset]
         head: list[int] = [self.bos_id] if self.bos_id is not None else []
         t = self.template
+        file_comment = self._file_comment(text, line_start, path, language)
+        if file_comment:
+            budget -= len(file_comment)
         if t is None:
             # prefix-only: the whole window is one text segment; typing appends to it
             start, body = self._prefix_window(text, offset, budget)
-            tokens = head + body
-            n_fixed = len(head)
+            tokens = head + file_comment + body
+            n_fixed = len(head) + len(file_comment)
             suffix_end = offset
             name = "prefix-only"
         else:
@@ -173,6 +204,7 @@ class PromptBuilder:
             file_head: list[int] = []
             if t.file_sep_id is not None and path:
                 file_head = [t.file_sep_id, *self._tokenize(path.rsplit("/", 1)[-1] + "\n")]
+            pre_toks = file_comment + pre_toks
             if t.template.order == "psm":
                 tokens = head + file_head + [t.prefix_id] + pre_toks + [t.suffix_id] + suf_toks + [t.middle_id]  # type: ignore[list-item]
             else:

@@ -56,3 +56,35 @@ def test_small_document_uses_everything(engine):
     p = b.build(text, len(text), budget=300)
     assert p.window_start == 0
     assert p.tokens[0] == engine._model.backend.bos_id
+
+
+def test_top_of_a_file_is_headed_with_its_name_as_a_comment(engine):
+    """Nothing but blank lines before the cursor's line: the prompt starts with ``# main.py``
+    (the model wrote English prose into an empty .py file); below the first line it does not."""
+    b = engine._model.builder
+    def detok(toks):
+        return engine._model.backend.detokenize(toks).decode()
+    bos = engine._model.backend.bos_id
+    for text, language, header in (("", "python", "# main.py\n\n"), ("\n\nimp", "python", "# main.py\n\n"),
+                                   ("", "typescript", "// main.py\n\n"), ("", "plaintext", ""),
+                                   ("import os\n", "python", "")):
+        p = b.build(text, len(text), budget=300, path="/work/src/main.py", language=language)
+        assert p.tokens[0] == bos and p.window_start == 0
+        assert detok(p.tokens[1:]) == header + text[: len(text) - len(p.healing)], (text, language)
+        assert p.n_fixed == 1 + len(b._tokenize(header)) if header else p.n_fixed == 1
+    p = b.build("", 0, budget=300, path=None, language="python")
+    assert p.tokens == [bos]
+
+
+def test_an_empty_python_file_gets_python(engine):
+    """End to end on the real model: an empty main.py got "The 2019-2020 school year is ..."; and
+    an empty app.js right after it was answered from the cache with main.py's suggestion."""
+    import ast
+
+    from completion.engine import CompletionRequest
+
+    py = engine.complete(CompletionRequest(text="", offset=0, language="python", path="main.py"))
+    assert py.insert_text.strip()
+    ast.parse(py.insert_text)
+    js = engine.complete(CompletionRequest(text="", offset=0, language="javascript", path="app.js"))
+    assert not js.stats.get("cache_hit"), js.stats
