@@ -710,9 +710,11 @@ class Engine:
         after = rules.line_after.strip()
         if not after or not set(after) <= set(")]}\"'`;:,."):
             return req.offset
-        # the suggestion supplies the same closers itself, in order: it replaces them
+        # the suggestion supplies the same closers itself, in order, and closes what they close
+        # (``print(┃)`` + ``len(items)``: its own ``)`` closes its own ``(``; the line's stays)
         it = iter(text)
-        if all(ch in it for ch in after) and text.rstrip().endswith(after[-1]):
+        if (all(ch in it for ch in after) and text.rstrip().endswith(after[-1])
+                and rules.supplies_own_closers(text, after)):
             _, end = line_bounds(req.text, req.offset)
             return end
         return req.offset

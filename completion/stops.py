@@ -31,6 +31,7 @@ __all__ = ["LineMode", "StopRules", "decide_line_mode"]
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _SUFFIX_OK = set(")]}\"'`;:,. \t")
+_CLOSER_LINE = set(")]};,")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ def _opens_block(before: str, language: str | None) -> bool:
     return False
 
 
+def _opened_here(text: str, offset: int, language: str | None, before: str) -> bool:
+    """True when the innermost bracket open at the cursor is the ``{`` that ends ``before``."""
+    opened = open_brackets(text, offset, language)
+    return bool(opened) and text[opened[-1]] == "{" and not text[opened[-1] + 1 : offset].strip()
+
+
 def decide_line_mode(text: str, offset: int, language: str | None, policy: str = "auto", max_lines: int = 8) -> LineMode:
     """Single-line or a block, from the syntax at the cursor and the configured policy."""
     if policy == "single" or max_lines <= 1:
@@ -87,7 +94,11 @@ def decide_line_mode(text: str, offset: int, language: str | None, policy: str =
             return LineMode(True, max_lines, "empty line inside brackets")
         return LineMode(True, max_lines, "empty line")
     if _opens_block(before, language):
-        return LineMode(True, max_lines, "after a block opener")
+        if syn is None or not syn.open_brackets or _opened_here(text, offset, language, before):
+            return LineMode(True, max_lines, "after a block opener")
+        # ``xs[1:┃]``, ``{"name":┃}``, ``lambda x:┃)``, ``map(x =>┃)``: a `:` or `=>` inside brackets
+        # opens no block (as a block, the closers after the cursor were written twice)
+        return LineMode(False, 1, "inside brackets")
     if syn is not None and syn.open_brackets:
         return LineMode(False, 1, "inside brackets")
     return LineMode(False, 1, "mid-statement: finish the line")
@@ -121,6 +132,7 @@ class StopRules:
             if syn is not None and not syn.in_string and not syn.in_comment:
                 self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python")]
         self.line_after = text[offset:end].rstrip()
+        self._suffix_closes: int | None = None
         self.cursor_line_blank = not self.line_before.strip()
         self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])
         # the next non-blank lines below the cursor line
@@ -210,8 +222,48 @@ class StopRules:
         ``)`` than there are ``(``, or ``]`` where ``(`` is open): the line ends before it."""
         if self.open_at_cursor is None:
             return None
-        cut, _, _ = self._scan(line, list(self.open_at_cursor), None, python=True)
+        if self._suffix_closes is None:
+            self._suffix_closes = self._closed_by_line_suffix()
+        open_for_it = self.open_at_cursor[: len(self.open_at_cursor) - self._suffix_closes]
+        cut, _, _ = self._scan(line, open_for_it, None, python=True)
         return cut
+
+    def _closed_by_line_suffix(self) -> int:
+        """How many of the brackets open at the cursor the rest of its line closes: the
+        suggestion must not close those too (``print(┃, end="")`` + ``msg)``)."""
+        stack = list(self.open_at_cursor or ())
+        depth = lowest = len(stack)
+        for ch in self._code_of(self.line_after):
+            if ch in _CLOSERS:
+                if not stack or stack[-1] != _CLOSERS[ch]:
+                    break
+                stack.pop()
+                lowest = min(lowest, len(stack))
+            elif ch in _OPENERS:
+                stack.append(ch)
+        return depth - lowest
+
+    @staticmethod
+    def _code_of(line: str) -> str:
+        """``line`` without its string literals and ``#`` comment (Python)."""
+        out = []
+        quote = None
+        escaped = False
+        for ch in line:
+            if quote:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == quote:
+                    quote = None
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                break
+            else:
+                out.append(ch)
+        return "".join(out)
 
     @staticmethod
     def _closer_in_string(line: str, quote: str) -> int | None:
@@ -261,7 +313,10 @@ class StopRules:
             elif indent < block_indent:
                 self.reason = "dedent"
                 return max(offsets[i] - 1, 0)
-            if self.below and stripped == self.below[0].strip() and (i > 0 or self.cursor_line_blank):
+            if (self.below and stripped == self.below[0].strip() and (i > 0 or self.cursor_line_blank)
+                    and (indent == _indent_width(self.below[0]) or not set(stripped) <= _CLOSER_LINE)):
+                # a bare closer (``}``) repeats the one below only at its indent: deeper, it
+                # closes the suggestion's own block (``if (…) {`` … ``    }``)
                 self.reason = "repeats the line below"
                 return max(offsets[i] - 1, 0)
             if stripped == prev:
@@ -278,7 +333,7 @@ class StopRules:
                 return max(offsets[i] - 1, 0)
         return None
 
-    def _supplies_own_closers(self, line: str, after: str) -> bool:
+    def supplies_own_closers(self, line: str, after: str) -> bool:
         """True when ``line`` already closes what ``after`` would close (so ``after`` repeats)."""
         _, before_stack, before_quote = self._scan(self.line_before, [], None)
         _, full_stack, full_quote = self._scan(line, list(before_stack), before_quote)
@@ -298,7 +353,7 @@ class StopRules:
                 line = line[:cut]
             line = line.rstrip()
             after = self.line_after.strip()
-            if after and line.endswith(after) and self._supplies_own_closers(line, after):
+            if after and line.endswith(after) and self.supplies_own_closers(line, after):
                 line = line[: len(line) - len(after)].rstrip()
             if not line.strip():
                 return ""
@@ -316,4 +371,8 @@ class StopRules:
             first = next((ln for ln in lines if ln.strip()), "")
             if first.strip() == self.below[0].strip():
                 return ""
+        if "\n" in out and not self.cursor_line_blank and self.line_after.lstrip()[:1] in _CLOSERS:
+            # ``{┃}``: the block ends on a line of its own so that the editor's closer lands on
+            # the next line at the opener's indent (it was glued to the last line: ``x;}``)
+            out += "\n" + self.line_before[: len(self.line_before) - len(self.line_before.lstrip())]
         return out

@@ -26,6 +26,14 @@ def mode(source, language="python", policy="auto"):
         ('"""doc\nstring ┃\n"""', False, "in a string"),
         ("# a comment ┃", False, "in a comment"),
         ("function f() {┃", True, "after a block opener"),
+        ("function f() {┃}", True, "after a block opener"),
+        ("g(function () {┃", True, "after a block opener"),
+        # a `:` or `=>` inside brackets opens no block: as a block the closers were written twice
+        ("def f(xs):\n    return xs[1:┃]", False, "inside brackets"),
+        ('def f(name):\n    return {"name":┃}', False, "inside brackets"),
+        ("ys = sorted(xs, key=lambda x:┃)", False, "inside brackets"),
+        ("def area(radius:┃):\n    return 1", False, "inside brackets"),
+        ("function f(xs) { return xs.map(x =>┃); }", False, "inside brackets"),
     ],
 )
 def test_line_mode(source, multiline, reason):
@@ -86,6 +94,17 @@ def test_single_line_stops_before_a_bracket_that_closes_nothing():
     assert run(js, "));\n") == "));"
 
 
+def test_single_line_leaves_the_brackets_the_rest_of_the_line_closes():
+    """``print(┃, end="")`` + ``msg)`` gave ``print(msg), end="")``: the line's own ``)`` closes
+    the cursor's ``(``, so the suggestion must not; strings and comments in the rest do not count."""
+    assert run(rules('def f(msg):\n    print(┃, end="")'), 'msg)\n') == "msg"
+    assert run(rules("x = f(a, ┃, c) + g(d)"), "b)\n") == "b"
+    assert run(rules("x = f(g(┃, 1), 2)"), "y), 3)\n") == "y"
+    assert run(rules("x = f(┃, ')')"), "a)\n") == "a"
+    assert run(rules("x = f(┃  # g())"), "a)\n") == "a)"  # the comment closes nothing
+    assert run(rules("x = f(┃, y"), "a, b)\n") == "a, b)"  # the rest leaves it open
+
+
 def test_single_line_drops_suffix_repeated_at_end():
     assert run(rules('print("┃")'), 'hello")\n') == "hello"
 
@@ -93,6 +112,26 @@ def test_single_line_drops_suffix_repeated_at_end():
 def test_block_stops_at_dedent():
     src = "def f(x):\n    ┃\n\ndef g():\n    pass\n"
     assert run(rules(src), "y = x + 1\n    return y\ndef h():\n") == "y = x + 1\n    return y"
+
+
+def js_rules(source):
+    text, off = split_cursor(source)
+    return StopRules(text, off, decide_line_mode(text, off, "javascript", "auto", 8), "javascript")
+
+
+def test_block_keeps_its_own_closer_when_a_closer_is_below():
+    """A bare ``}`` repeats the line below only at the same indent: the suggestion's own
+    ``    }`` was cut as a repeat of the ``  }`` below, leaving its ``if`` unclosed."""
+    src = "function find(xs, t) {\n  for (const x of xs) {\n    ┃\n  }\n  return -1;\n}\n"
+    gen = "if (x === t) {\n      return x;\n    }\n  }\n  return -1;\n"
+    assert run(js_rules(src), gen) == "if (x === t) {\n      return x;\n    }"
+
+
+def test_block_between_braces_ends_on_a_line_of_its_own():
+    """``{┃}`` with the editor's ``}``: the block gave ``return a + b;}``."""
+    assert run(js_rules("function add(a, b) {┃}\n"), "\n  return a + b;\n}\n") == "\n  return a + b;\n"
+    assert run(js_rules("  if (ok) {┃});\n"), "\n    go();\n") == "\n    go();\n  "
+    assert run(js_rules("function add(a, b) {┃\n"), "\n  return a + b;\n}\n") == "\n  return a + b;"
 
 
 def test_block_after_opener_needs_indented_body():
@@ -140,6 +179,12 @@ def test_suggestion_that_rewrites_the_closers_replaces_the_rest_of_the_line():
     assert Engine._suffix_replacement(req, '"hello")', r) == len(text)
     # a plain insertion keeps the range empty
     assert Engine._suffix_replacement(req, "x", r) == off
+    # a call inside the auto-closed paren: its own `)` closes its own `(`, the line's `)` stays
+    # (the range covered the line's `)`, and accepting gave `print(len(items)`)
+    for doc, suggestion in (("print(┃)", "len(items)"), ("fmt.Println(┃)", 'len("abc")'), ("f(g(┃))", "h(x)")):
+        text, off = split_cursor(doc)
+        req = CompletionRequest(text=text, offset=off)
+        assert Engine._suffix_replacement(req, suggestion, rules(doc)) == off, doc
 
 
 def test_repetition_is_cut():
