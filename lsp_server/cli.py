@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -607,8 +608,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _handle_termination() -> None:
+    """SIGTERM (an editor stopping its server) and SIGHUP (the terminal closed) end the process
+    through the normal shutdown, as the end of input does: killed by the default action, it
+    left the analysis worker and its language servers running."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            signal.signal(sig, _exit_on_signal)
+        except ValueError:  # not the main thread (main() called from a test's thread)
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _handle_termination()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

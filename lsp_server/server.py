@@ -252,17 +252,45 @@ class SteercodeServer(LanguageServer):
         ``SteercodeProtocol._data_received``. (pygls 1.3 frames stdio by lines and accepts only
         an exact ``Content-Length: N`` line: after one message without it, or with a wrong
         length, the rest of that body runs into the next header, and every later message,
-        ``shutdown`` included, went unread.)"""
+        ``shutdown`` included, went unread.) The stream is read on a daemon thread of its own:
+        a read still blocked on the open stream when the server stops (SIGTERM) must not hold
+        the shutdown, which waits for the thread pool's work."""
         from pygls.server import StdOutTransportAdapter
 
         rfile = stdin or sys.stdin.buffer
         self._stop_event = threading.Event()
         self.lsp.connection_made(StdOutTransportAdapter(rfile, stdout or sys.stdout.buffer))
-        read = getattr(rfile, "read1", None) or (lambda n: os.read(rfile.fileno(), n))
+        try:  # the raw descriptor: a buffered reader's lock, held by a read blocked at exit, is fatal
+            fd = rfile.fileno()
+            read = lambda n: os.read(fd, n)  # noqa: E731
+        except (AttributeError, OSError, ValueError):
+            read = getattr(rfile, "read1", None) or rfile.read
+        chunks: asyncio.Queue = asyncio.Queue()
+        loop = self.loop
+
+        def reader() -> None:
+            chunk = b""
+            try:
+                while not self._stop_event.is_set():
+                    chunk = read(65536)
+                    loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                    if not chunk:
+                        return
+            except RuntimeError:  # the loop is closed: the server has stopped
+                return
+            except Exception as exc:  # the stream broke: end as at the end of input
+                if chunk:
+                    log.error("reading the client's messages failed: %s", exc)
+                try:
+                    loop.call_soon_threadsafe(chunks.put_nowait, b"")
+                except RuntimeError:
+                    pass
+
+        threading.Thread(target=reader, name="steercode-stdin", daemon=True).start()
 
         async def pump() -> None:
             while not self._stop_event.is_set():
-                chunk = await self.loop.run_in_executor(self.thread_pool_executor, read, 65536)
+                chunk = await chunks.get()
                 if not chunk:
                     break
                 self.lsp.data_received(chunk)

@@ -13,6 +13,7 @@ in-process when a worker process cannot be used (``AnalysisRunner(process=False)
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -29,6 +30,29 @@ def initialize(root: str | None = None) -> None:
     global _root
     _root = root
     logging.basicConfig(level=logging.WARNING)
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        import threading
+
+        threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="steercode-parent-watch",
+                         daemon=True).start()
+
+
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """End this worker, and the language servers it started, once the process that started it
+    is gone: killed with SIGKILL (or SIGTERM without a handler) it cannot shut its pool down,
+    and the worker, typescript-language-server and tsserver stayed behind, orphaned."""
+    import threading
+
+    while os.getppid() == parent:
+        time.sleep(interval)
+    stoppers = [threading.Thread(target=_stop, args=(ctx,), daemon=True) for _, ctx in list(_servers.values())]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join(3)
+    os._exit(0)
 
 
 def _analyzer(dynamic: bool = False):
@@ -120,7 +144,6 @@ def _stop(ctx) -> None:
 
 def _lsp_members(language_key: str, root: str | None, path: str | None, before: str, after: str):
     """Member names after ``before``'s trailing dot, from the language's server (None: unknown)."""
-    import os
     import tempfile
 
     global _scratch

@@ -421,3 +421,92 @@ def test_exit_right_after_initialized_leaves_no_pending_load(server_env):
     err = p.stderr.decode()
     assert p.returncode == 0, err
     assert "never awaited" not in err and "destroyed but it is pending" not in err, err
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_stdio_leaves_no_processes_behind(server_env, sig):
+    """An editor stopping its server with SIGTERM (or killing it): the analysis worker and the
+    language servers it started stayed behind, orphaned. SIGTERM now takes the normal shutdown
+    (exit 143); after SIGKILL the worker sees its parent gone and ends itself and its servers."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(steercode_cmd("stdio"), env=server_env, cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    tree: set[int] = set()
+    try:
+        req = {"id": 1, "text": "import os\nos.pa", "line": 1, "character": 5, "language": "python"}
+        proc.stdin.write((json.dumps(req) + "\n").encode())
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        tree = _descendants(proc.pid)
+        assert tree, "the analysis worker should be running"
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(60)
+        assert code == (143 if sig == "SIGTERM" else -9)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(p) for p in tree):
+            time.sleep(0.2)
+        assert not [p for p in tree if _alive(p)]
+    finally:
+        proc.kill()
+        for p in tree:  # orphans are no longer below proc: kill what was
+            if _alive(p):
+                subprocess.run(["kill", "-9", str(p)], capture_output=True)
+
+
+def test_serve_ends_on_sigterm_with_its_input_still_open(server_env):
+    """SIGTERM while the client keeps stdio open: the server ends (143) with its worker. With
+    the handler alone, shutdown waited forever for the thread blocked reading stdin."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(steercode_cmd("serve", "--log-level", "error"), env=server_env, cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tree: set[int] = set()
+    try:
+        proc.stdin.write(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}))
+        proc.stdin.write(_frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
+        proc.stdin.flush()
+        _answer_to(proc, 1)
+        deadline = time.time() + 60
+        while time.time() < deadline and not tree:  # the worker starts once the model is loaded
+            time.sleep(0.2)
+            tree = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        err = proc.stderr.read().decode()
+        assert "Fatal Python error" not in err and "Traceback" not in err, err
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(p) for p in tree):
+            time.sleep(0.2)
+        assert tree and not [p for p in tree if _alive(p)]
+    finally:
+        proc.kill()
+        for p in tree:
+            if _alive(p):
+                subprocess.run(["kill", "-9", str(p)], capture_output=True)
