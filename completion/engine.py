@@ -517,7 +517,7 @@ class Engine:
         stopped_on_budget = (bool(budget_cut) and result.stats.stop_reason == "stop rule" and not rules.reason) or (
             result.stats.unverified_dropped > 0)
         unfinished = stopped_at_first_line or stopped_on_budget
-        text = rules.finish(after)
+        text = rules.finish(after, cut_short=result.stats.stop_reason == "max tokens")
         if "\r\n" in req.text and "\n" in text:
             text = text.replace("\n", "\r\n")
         range_end = req.offset
@@ -657,7 +657,7 @@ class Engine:
             resume=True,
         )
         full = (gen0 + result.text)[len(job.healing) :]
-        block = job.rules.finish(full)
+        block = job.rules.finish(full, cut_short=result.stats.stop_reason == "max tokens")
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,
                              config=_cache_config(job.settings, job.mode, job.req))

@@ -341,8 +341,10 @@ class StopRules:
         return full_quote is None and len(full_stack) <= len(before_stack) - closers
 
     # ---- final text ------------------------------------------------------------------------
-    def finish(self, gen: str) -> str:
-        """The suggestion to show: ``gen`` cut by the rules and trimmed."""
+    def finish(self, gen: str, *, cut_short: bool = False) -> str:
+        """The suggestion to show: ``gen`` cut by the rules and trimmed. ``cut_short``: generation
+        ended without a natural end (the token limit): a block's unfinished last line is dropped
+        (it ended in an open string, a half name, ``epilog=\"\"\"`` ...)."""
         if not self.mode.multiline:
             nl = gen.find("\n")
             line = gen if nl < 0 else gen[:nl]
@@ -362,6 +364,8 @@ class StopRules:
         if cut is not None:
             gen = gen[:cut]
         lines = [ln.rstrip() for ln in gen.split("\n")]
+        if (cut_short or self.reason == "repetition") and cut is None and len(lines) > 1 and lines[-1].strip():
+            lines.pop()  # the last line stops mid-way: keep the complete ones
         while lines and not lines[-1].strip():
             lines.pop()
         out = "\n".join(lines)

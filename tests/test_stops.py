@@ -134,6 +134,17 @@ def test_block_between_braces_ends_on_a_line_of_its_own():
     assert run(js_rules("function add(a, b) {┃\n"), "\n  return a + b;\n}\n") == "\n  return a + b;"
 
 
+def test_block_cut_short_drops_its_unfinished_last_line():
+    """A block that ran into the token limit ended mid-line: ``"password_agent`` (an open string
+    that turned the rest of the file into one) or ``epilog=\"\"\"``; the complete lines stay."""
+    src = 'CONFIG = {\n    "host": "localhost",\n    ┃\n}\n'
+    gen = '"port": 8080,\n    "user": "admin",\n    "password_agent'
+    assert rules(src).finish(gen, cut_short=True) == '"port": 8080,\n    "user": "admin",'
+    assert rules(src).finish(gen) == gen  # a natural end (the model stopped): as it is
+    assert rules(src).finish('"port": 80', cut_short=True) == '"port": 80'  # one line: kept
+    assert rules(src).finish('"port": 80,\n', cut_short=True) == '"port": 80,'
+
+
 def test_block_after_opener_needs_indented_body():
     src = "def f(x):┃"
     assert run(rules(src), "\n    return x\nprint(1)") == "\n    return x"
@@ -190,3 +201,19 @@ def test_suggestion_that_rewrites_the_closers_replaces_the_rest_of_the_line():
 def test_repetition_is_cut():
     assert run(rules("x = ┃"), "co_filename, f.clear, f.clear, f.clear, f.clear") == "co_filename, f.clear"
     assert run(rules("x = ┃"), "[1, 2, 3]") == "[1, 2, 3]"
+
+
+@pytest.mark.model
+def test_engine_drops_the_line_the_token_limit_cut(engine):
+    """End to end: a block that hits max_tokens ends at its last complete line."""
+    from completion.engine import CompletionRequest
+
+    text = 'CONFIG = {\n    "host": "localhost",\n    \n}\n'
+    off = text.index("    \n") + 4
+    for limit in (7, 11, 15, 19):
+        c = engine.complete(CompletionRequest(text=text, offset=off, language="python",
+                                              options={"max_tokens": limit, "first_line_fast": False, "cache": False}))
+        assert c.stats["stop_reason"] == "max tokens", c.stats["stop_reason"]
+        lines = c.insert_text.split("\n")
+        # every line of a cut block is complete (the model writes `"key": value,` lines here)
+        assert len(lines) == 1 or all(ln.rstrip().endswith((",", "{", "[")) for ln in lines), (limit, c.insert_text)
