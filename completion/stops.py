@@ -32,6 +32,7 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _SUFFIX_OK = set(")]}\"'`;:,. \t")
 _CLOSER_LINE = set(")]};,")
+_PROSE = frozenset({"plaintext", "markdown", "text", "restructuredtext", "latex", "tex", "asciidoc", "git-commit"})
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class StopRules:
                 self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python")]
         self.line_after = text[offset:end].rstrip()
         self._suffix_closes: int | None = None
+        # prose has apostrophes, not strings (``Don't forget (┃)`` read as inside a string)
+        self._quotes = "" if language in _PROSE else "\"'`"
         self.cursor_line_blank = not self.line_before.strip()
         self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])
         # the next non-blank lines below the cursor line
@@ -189,7 +192,7 @@ class StopRules:
                 elif ch == quote:
                     quote = None
                 continue
-            if ch in "\"'`":
+            if ch in self._quotes:
                 quote = ch
             elif ch in _OPENERS:
                 stack.append(ch)

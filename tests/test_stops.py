@@ -105,6 +105,15 @@ def test_single_line_leaves_the_brackets_the_rest_of_the_line_closes():
     assert run(rules("x = f(┃, y"), "a, b)\n") == "a, b)"  # the rest leaves it open
 
 
+def test_prose_apostrophes_open_no_string():
+    """In plaintext and markdown an apostrophe is no quote: the closer rules stayed off after
+    ``Don't`` and the suggestion ran on past the auto-closed ``)``."""
+    for language in ("plaintext", "markdown"):
+        text, off = split_cursor("Don't forget to buy (┃)")
+        r = StopRules(text, off, decide_line_mode(text, off, language, "auto", 8), language)
+        assert run(r, "milk) and eggs\n") == "milk", language
+
+
 def test_single_line_drops_suffix_repeated_at_end():
     assert run(rules('print("┃")'), 'hello")\n') == "hello"
 
