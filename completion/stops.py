@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from monitors.repeats import is_idempotent_assignment
 from monitors.syntax import canonical_language, cursor_syntax, open_brackets
 
 from .document import line_bounds
@@ -321,6 +322,10 @@ class StopRules:
                 # a bare closer (``}``) repeats the one below only at its indent: deeper, it
                 # closes the suggestion's own block (``if (…) {`` … ``    }``)
                 self.reason = "repeats the line below"
+                return max(offsets[i] - 1, 0)
+            if stripped == prev and is_idempotent_assignment(stripped):
+                # ``self.x = x`` twice in a row does nothing
+                self.reason = "repeats the assignment above"
                 return max(offsets[i] - 1, 0)
             if stripped == prev:
                 repeat_run += 1

@@ -19,7 +19,7 @@ from typing import Any
 from .base import MonitorContext, MonitorStats, Rewind
 from .textscan import line_start
 
-__all__ = ["RepeatsMonitor"]
+__all__ = ["RepeatsMonitor", "is_idempotent_assignment"]
 
 _WS = re.compile(r"\s+")
 #: ``target = value`` (also ``+=``-style is excluded: repeating those changes the value), where
@@ -86,6 +86,12 @@ class RepeatsMonitor:
         if above.strip().startswith(("#", "//")):
             return None
         norm = _norm(above).rstrip(";")
-        if not _IDEMPOTENT.fullmatch(norm) or "==" in norm:
+        if not is_idempotent_assignment(norm):
             return None
         return RepeatsSession(ctx, norm)
+
+
+def is_idempotent_assignment(line: str) -> bool:
+    """``target = value`` whose value calls nothing (running it twice is running it once)."""
+    norm = _norm(line).rstrip(";")
+    return not norm.startswith(("#", "//")) and bool(_IDEMPOTENT.fullmatch(norm)) and "==" not in norm

@@ -154,6 +154,15 @@ def test_block_cut_short_drops_its_unfinished_last_line():
     assert rules(src).finish('"port": 80,\n', cut_short=True) == '"port": 80,'
 
 
+def test_block_stops_before_repeating_an_assignment():
+    """``self.x = x`` twice in a row in one block: the second does nothing. A repeated call or
+    augmented assignment is not judged (it may be meant)."""
+    src = "class A:\n    def __init__(self, x):\n        ┃\n\n    def get(self):\n        return self.x\n"
+    assert run(rules(src), "self.x = x\n        self.x = x\n") == "self.x = x"
+    assert run(rules(src), "self.n += 1\n        self.n += 1\n") == "self.n += 1\n        self.n += 1"
+    assert run(rules(src), "self.log()\n        self.log()\n") == "self.log()\n        self.log()"
+
+
 def test_block_after_opener_needs_indented_body():
     src = "def f(x):┃"
     assert run(rules(src), "\n    return x\nprint(1)") == "\n    return x"
