@@ -33,6 +33,7 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _SUFFIX_OK = set(")]}\"'`;:,. \t")
 _CLOSER_LINE = set(")]};,")
+_SUBSTITUTION = "${"
 _PROSE = frozenset({"plaintext", "markdown", "text", "restructuredtext", "latex", "tex", "asciidoc", "git-commit"})
 
 
@@ -184,6 +185,7 @@ class StopRules:
         ``python``, a closer that matches nothing open is found too, and a ``#`` ends the scan."""
         after = self.line_after.lstrip()
         escaped = False
+        substitution = False  # at the ``{`` of a template literal's ``${``
         for i, ch in enumerate(line):
             if quote:
                 if escaped:
@@ -192,14 +194,22 @@ class StopRules:
                     escaped = True
                 elif ch == quote:
                     quote = None
+                elif quote == "`" and ch == "$" and line[i + 1 : i + 2] == "{" and not python:
+                    # ``${`` in a JS/TS template literal: code until its ``}``
+                    stack.append(_SUBSTITUTION)
+                    quote, substitution = None, True
+                continue
+            if substitution:
+                substitution = False
                 continue
             if ch in self._quotes:
                 quote = ch
             elif ch in _OPENERS:
                 stack.append(ch)
             elif ch in _CLOSERS:
-                if stack and stack[-1] == _CLOSERS[ch]:
-                    stack.pop()
+                if stack and (stack[-1] == _CLOSERS[ch] or (ch == "}" and stack[-1] == _SUBSTITUTION)):
+                    if stack.pop() == _SUBSTITUTION:
+                        quote = "`"  # back in the template literal
                     if stop_below is not None and len(stack) < stop_below and after[:1] == ch:
                         return i, stack, quote
                 elif python:

@@ -105,6 +105,14 @@ def test_single_line_leaves_the_brackets_the_rest_of_the_line_closes():
     assert run(rules("x = f(┃, y"), "a, b)\n") == "a, b)"  # the rest leaves it open
 
 
+def test_template_literal_substitution_stops_at_its_brace():
+    """``${┃}`` in a JS template literal: the backtick hid the ``}`` and the suggestion ran on to
+    the token limit (``name} ${name!":"a!d!e…``)."""
+    assert run(js_rules("console.log(`Hello ${┃}`);"), "name} ${name!\n") == "name"
+    assert run(js_rules("const s = `a ${b(1)} c┃`;"), "d` + x;\n") == "d"  # in the literal again
+    assert run(js_rules("const s = `${a ? `x${┃}` : 'y'}`;"), "n} z`\n") == "n"  # nested
+
+
 def test_prose_apostrophes_open_no_string():
     """In plaintext and markdown an apostrophe is no quote: the closer rules stayed off after
     ``Don't`` and the suggestion ran on past the auto-closed ``)``."""
