@@ -34,6 +34,8 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _SUFFIX_OK = set(")]}\"'`;:,. \t")
 _CLOSER_LINE = set(")]};,")
 _SUBSTITUTION = "${"
+_SEMICOLON_LANGUAGES = frozenset({"javascript", "javascriptreact", "typescript", "typescriptreact", "tsx", "java",
+                                  "c", "cpp", "csharp", "rust", "php"})
 _PROSE = frozenset({"plaintext", "markdown", "text", "restructuredtext", "latex", "tex", "asciidoc", "git-commit"})
 
 
@@ -138,6 +140,7 @@ class StopRules:
         self._suffix_closes: int | None = None
         # prose has apostrophes, not strings (``Don't forget (┃)`` read as inside a string)
         self._quotes = "" if language in _PROSE else "\"'`"
+        self._semicolons = canonical_language(language) in _SEMICOLON_LANGUAGES or language in _SEMICOLON_LANGUAGES
         self.cursor_line_blank = not self.line_before.strip()
         self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])
         # the next non-blank lines below the cursor line
@@ -171,6 +174,10 @@ class StopRules:
             if cut is not None:
                 self.reason = "unmatched bracket"
                 return cut
+            cut = self._statement_end(gen[: nl if nl >= 0 else len(gen)])
+            if cut is not None:
+                self.reason = "end of statement"
+                return cut
             if nl >= 0:
                 self.reason = "end of line"
                 return nl
@@ -178,11 +185,12 @@ class StopRules:
         return self._block_cut(gen, final=False)
 
     def _scan(self, line: str, stack: list[str], quote: str | None, stop_below: int | None = None,
-              python: bool = False):
+              python: bool = False, semicolon_at: int | None = None):
         """Bracket/quote scan of ``line`` from (stack, quote); with ``stop_below``, also find the
         index where a closer matching the line suffix's first character takes the stack below
         that depth (the suggestion closing what the cursor line already closes). With
-        ``python``, a closer that matches nothing open is found too, and a ``#`` ends the scan."""
+        ``python``, a closer that matches nothing open is found too, and a ``#`` ends the scan.
+        With ``semicolon_at``, the index after a ``;`` at that depth is found (a statement's end)."""
         after = self.line_after.lstrip()
         escaped = False
         substitution = False  # at the ``{`` of a template literal's ``${``
@@ -216,6 +224,8 @@ class StopRules:
                     return i, stack, quote
             elif python and ch == "#":
                 break  # a comment: what follows is not code
+            elif ch == ";" and semicolon_at is not None and len(stack) == semicolon_at:
+                return i + 1, stack, quote
         return None, stack, quote
 
     def _closer_cut(self, line: str) -> int | None:
@@ -241,6 +251,20 @@ class StopRules:
         open_for_it = self.open_at_cursor[: len(self.open_at_cursor) - self._suffix_closes]
         cut, _, _ = self._scan(line, open_for_it, None, python=True)
         return cut
+
+    def _statement_end(self, line: str) -> int | None:
+        """Languages whose statements end with ``;``: the index after the ``;`` that ends the
+        cursor's statement when more follows it (``s.len┃`` + ``gth; console.clear(); …``).
+        A ``;`` inside brackets (``for (;;)``, also when the cursor is in them) or strings is not
+        an end; neither is one when the rest of the line has text (the suggestion is inserted
+        into a statement)."""
+        if not self._semicolons or self.line_after.strip():
+            return None
+        _, stack, quote = self._scan(self.line_before, [], None)
+        if quote or stack:
+            return None
+        cut, _, _ = self._scan(line, [], None, semicolon_at=0)
+        return cut if cut is not None and line[cut:].strip() else None
 
     def _closed_by_line_suffix(self) -> int:
         """How many of the brackets open at the cursor the rest of its line closes: the
@@ -369,6 +393,8 @@ class StopRules:
             cut = self._closer_cut(line)
             if cut is None:
                 cut = self._unmatched_closer(line)
+            if cut is None:
+                cut = self._statement_end(line)
             if cut is not None:
                 line = line[:cut]
             line = line.rstrip()

@@ -113,6 +113,16 @@ def test_template_literal_substitution_stops_at_its_brace():
     assert run(js_rules("const s = `${a ? `x${┃}` : 'y'}`;"), "n} z`\n") == "n"  # nested
 
 
+def test_single_line_ends_with_the_statement_in_semicolon_languages():
+    """``s.len┃`` gave ``gth; console.clearTimeout(); console.getComputedStyle(s); …``."""
+    assert run(js_rules("const n = s.len┃"), "gth; console.clear(); f(s);\n") == "gth;"
+    assert run(js_rules("const n = s.len┃"), "gth;\n") == "gth;"
+    assert run(js_rules("for (let i = 0┃"), "; i < n; i++) {\n") == "; i < n; i++) {"
+    assert run(js_rules("const s = '┃"), "a; b';\n") == "a; b';"
+    assert run(js_rules("x = f(┃)"), "a; b)\n") == "a; b"  # not judged with text after the cursor
+    assert run(rules("x = 1┃"), "; y = 2\n") == "; y = 2"  # Python: not judged
+
+
 def test_prose_apostrophes_open_no_string():
     """In plaintext and markdown an apostrophe is no quote: the closer rules stayed off after
     ``Don't`` and the suggestion ran on past the auto-closed ``)``."""
