@@ -1,20 +1,25 @@
 """Single- vs multi-line, and when to stop: stream filters on the text after the cursor.
 
 ``decide_line_mode`` looks at the syntax at the cursor (tree-sitter where there is a grammar):
-text after the cursor, a string or comment, or an open bracket -> finish the line; an empty
-line or the end of a block opener -> a block of up to ``max_lines`` lines.
+text after the cursor, a string or comment, or an open bracket (also after a ``:`` or ``=>``
+inside one) -> finish the line; an empty line or the end of a block opener -> a block of up to
+``max_lines`` lines.
 
 ``StopRules.feed(text)`` is called with the text generated after the cursor after every token
 and returns where to cut when generation should stop:
 
-* single-line: the end of the line; an unmatched closing bracket that the rest of the line
-  already supplies;
+* single-line: the end of the line; a closing bracket or quote that the rest of the line
+  already supplies (also one that the rest closes further on: ``print(┃, end="")``); (Python) a
+  closing bracket that closes nothing open; (``;`` languages) the end of the statement; the
+  ``}`` of a template literal's ``${┃}``;
 * multi-line: a line indented less than the block; two blank lines; ``max_lines``; a line that
-  equals the next non-blank line below the cursor (never repeat what is already there); the same
-  line three times in a row.
+  equals the next non-blank line below the cursor (never repeat what is already there; a bare
+  closer only at the same indent); the same line three times in a row; an assignment that
+  calls nothing, right after itself.
 
 ``StopRules.finish(text)`` applies the same rules to the final text and trims it (trailing
-whitespace, the part of the line that is already after the cursor).
+whitespace, the part of the line that is already after the cursor, a block's last line when the
+token limit cut it; a block before the editor's ``}`` ends on a line of its own).
 """
 
 from __future__ import annotations
