@@ -517,7 +517,13 @@ class Engine:
         stopped_on_budget = (bool(budget_cut) and result.stats.stop_reason == "stop rule" and not rules.reason) or (
             result.stats.unverified_dropped > 0)
         unfinished = stopped_at_first_line or stopped_on_budget
-        text = rules.finish(after, cut_short=result.stats.stop_reason == "max tokens")
+        cut_short = result.stats.stop_reason == "max tokens"
+        if cut_short and not mode.multiline:
+            # the token limit ends a line anywhere (``…, 1508, 150``): at the last word boundary
+            b = _last_word_boundary(after)
+            if b is not None:
+                after = after[:b]
+        text = rules.finish(after, cut_short=cut_short)
         if "\r\n" in req.text and "\n" in text:
             text = text.replace("\n", "\r\n")
         range_end = req.offset

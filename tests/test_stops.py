@@ -253,3 +253,19 @@ def test_engine_drops_the_line_the_token_limit_cut(engine):
         lines = c.insert_text.split("\n")
         # every line of a cut block is complete (the model writes `"key": value,` lines here)
         assert len(lines) == 1 or all(ln.rstrip().endswith((",", "{", "[")) for ln in lines), (limit, c.insert_text)
+
+
+@pytest.mark.model
+def test_engine_ends_a_line_the_token_limit_cut_at_a_word_boundary(engine):
+    """A single-line suggestion cut by max_tokens ended mid-word or mid-number (``…, 1508, 150``)."""
+    from completion.engine import CompletionRequest
+
+    text = "PRIMES = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, "
+    seen = set()
+    for limit in (5, 6, 7, 8, 9, 10):
+        c = engine.complete(CompletionRequest(text=text, offset=len(text), language="python",
+                                              options={"max_tokens": limit, "line_mode": "single", "cache": False}))
+        assert c.stats["stop_reason"] == "max tokens"
+        assert "," in c.insert_text and not c.insert_text[-1].isdigit(), (limit, c.insert_text)
+        seen.add(c.insert_text)
+    assert len(seen) >= 2  # the limit moved the cut
