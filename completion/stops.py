@@ -137,15 +137,17 @@ class StopRules:
         # Python: the brackets still open at the cursor (None: do not judge closers; another
         # language, or the cursor in a string or comment)
         self.open_at_cursor: list[str] | None = None
-        if canonical_language(language) == "python" and not mode.multiline:
-            syn = cursor_syntax(text, offset, "python")
-            if syn is not None and not syn.in_string and not syn.in_comment:
-                self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python")]
+        key = canonical_language(language)
+        syn = cursor_syntax(text, offset, language) if key and not mode.multiline else None
+        if key == "python" and syn is not None and not syn.in_string and not syn.in_comment:
+            self.open_at_cursor = [text[p] for p in open_brackets(text, offset, "python")]
+        in_comment = syn is not None and syn.in_comment
         self.line_after = text[offset:end].rstrip()
         self._suffix_closes: int | None = None
-        # prose has apostrophes, not strings (``Don't forget (┃)`` read as inside a string)
-        self._quotes = "" if language in _PROSE else "\"'`"
-        self._semicolons = canonical_language(language) in _SEMICOLON_LANGUAGES or language in _SEMICOLON_LANGUAGES
+        # prose has apostrophes, not strings (``Don't forget (┃)``, ``# don't call (┃)`` read as
+        # inside a string), and no statements
+        self._quotes = "" if language in _PROSE or in_comment else "\"'`"
+        self._semicolons = not in_comment and (key in _SEMICOLON_LANGUAGES or language in _SEMICOLON_LANGUAGES)
         self.cursor_line_blank = not self.line_before.strip()
         self.line_indent = _indent_width(self.line_before if self.cursor_line_blank else text[start:end])
         # the next non-blank lines below the cursor line

@@ -130,6 +130,9 @@ def test_prose_apostrophes_open_no_string():
         text, off = split_cursor("Don't forget to buy (┃)")
         r = StopRules(text, off, decide_line_mode(text, off, language, "auto", 8), language)
         assert run(r, "milk) and eggs\n") == "milk", language
+    # the same in a comment (it came out right only while the range covered the line's `)`)
+    assert run(rules("x = 1  # don't call this (┃)"), "or that) now\n") == "or that"
+    assert run(js_rules("let x = 1; // don't; (┃)"), "a; b) c\n") == "a; b"
 
 
 def test_single_line_drops_suffix_repeated_at_end():
