@@ -135,17 +135,20 @@ class IdentifierSession:
     def check(self, generated: str, token: int, text: str | None) -> bool | Pending:
         t0 = time.perf_counter()
         try:
-            return self._check(generated, text)
+            # a token of raw UTF-8 bytes (``计`` is three of them) may continue the identifier
+            # (Python names may be non-ASCII): judged once its character is complete
+            opaque = text is None and not self.ctx.vocab.is_control[token]
+            return self._check(generated, text, opaque)
         finally:
             self.stats.check_ms += (time.perf_counter() - t0) * 1000
             self.stats.checks += 1
 
-    def _check(self, generated: str, text: str | None) -> bool | Pending:
+    def _check(self, generated: str, text: str | None, opaque: bool = False) -> bool | Pending:
         head = self.window + generated
         full = head + (text or "")
         start = len(head)
         pending: Pending | None = None
-        if self.requires_identifier and (text is None or not (text[:1] == "_" or text[:1].isalnum())):
+        if self.requires_identifier and not opaque and (text is None or not (text[:1] == "_" or text[:1].isalnum())):
             # the token ends the identifier in progress (or there is none yet after the trigger)
             s = trailing_word_start(head)
             if s == start and self.in_context(head, s):
@@ -170,7 +173,7 @@ class IdentifierSession:
                 pending = legal
                 continue
             self.stats.constrained.add(len(generated))
-            complete = e < len(full) or text is None
+            complete = e < len(full) or (text is None and not opaque)
             verdict = self.judge(full, s, e, word, complete, legal)
             if not verdict:
                 return verdict  # False, or a Rewind

@@ -722,6 +722,18 @@ def test_plain_invents_a_name_monitored_does_not(engine):
 
 
 @pytest.mark.model
+def test_non_ascii_names_resolve(engine):
+    """Python names may be non-ASCII: the names monitor did not know ``计算`` (its scan took
+    identifiers to start with an ASCII letter) and judged ``计`` complete when the next token
+    was raw UTF-8 bytes; the monitored suggestion was empty ("dead end")."""
+    doc = "def 计算(x):\n    return x * 2\n\n\nprint(计"
+    plain = engine.complete_text(doc, options={"monitors": [], "line_mode": "single", "cache": False})
+    monitored = engine.complete_text(doc, options={"line_mode": "single", "cache": False})
+    assert plain.insert_text.startswith("算"), plain.insert_text
+    assert monitored.insert_text == plain.insert_text, monitored.stats
+
+
+@pytest.mark.model
 def test_a_monitor_that_raises_never_fails_the_completion(engine, monkeypatch):
     from monitors.python.names import MembersSession
 

@@ -55,8 +55,8 @@ _NOT_CALLS = frozenset(
     {"if", "elif", "while", "for", "in", "and", "or", "not", "return", "yield", "assert", "del", "with", "as",
      "except", "raise", "from", "import", "lambda", "else", "is", "await", "case", "match"}
 )
-_KEYWORD_ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=(?!=)")
-_IDENT = re.compile(r"\s*[A-Za-z_]\w*\Z")
+_KEYWORD_ARG = re.compile(r"\s*([^\W\d]\w*)\s*=(?!=)")
+_IDENT = re.compile(r"\s*[^\W\d]\w*\Z")
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ WARM_MEMBERS = (
     "''.", "b''.", "s = str()\ns.", "x = []\nx.", "d = {}\nd.", "t = ()\nt.", "st = set()\nst.", "n = 0\nn.",
     "import os\nos.", "import os\nos.path.", "import sys\nsys.", "import re\nre.",
 )
-_MEMBER_CALL = re.compile(r"\.([A-Za-z_]\w*)\($")
+_MEMBER_CALL = re.compile(r"\.([^\W\d]\w*)\($")
 
 
 def _digest(*parts: str) -> str:

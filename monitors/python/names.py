@@ -155,10 +155,10 @@ class MembersSession(IdentifierSession):
             # ``self.x = ...`` in a method: the attributes this class's methods use, not those
             # of every class in the file (another class's ``self.emit`` is no evidence)
             doc = _own_class(idx, ls, indent) or doc
-        names = set(re.findall(r"\b" + re.escape(root) + r"\.([A-Za-z_]\w*)", doc))
+        names = set(re.findall(r"\b" + re.escape(root) + r"\.([^\W\d]\w*)", doc))
         # a parameter's name, unless the function already stored it under another name
         # (``self._indent_increment = indent_increment``: not ``self.indent_increment`` again)
-        stored = re.findall(re.escape(root) + r"\.[A-Za-z_]\w*\s*=\s*([A-Za-z_]\w*)[ \t]*(?:#.*)?$", full[at:s], re.M)
+        stored = re.findall(re.escape(root) + r"\.[^\W\d]\w*\s*=\s*([^\W\d]\w*)[ \t]*(?:#.*)?$", full[at:s], re.M)
         names.update(p for p in params if p not in stored)
         ns = NameSet(names)
         self._bindings[root] = ns
@@ -231,7 +231,7 @@ class MembersSession(IdentifierSession):
         return None if start is None else full[start : s - 1]
 
 
-_CLASS_NAME = re.compile(r"[ \t]*class\s+([A-Za-z_]\w*)")
+_CLASS_NAME = re.compile(r"[ \t]*class\s+([^\W\d]\w*)")
 
 
 @functools.lru_cache(maxsize=8)
@@ -278,7 +278,7 @@ def _enclosing_def(full: str, s: int) -> tuple[list[str], int]:
         ls = line_start(full, i)
         if full[i + 3 : i + 4] in (" ", "\t") and full[ls:i].strip(" \t") in ("", "async"):  # the last ``def`` that starts a line
             header = _DEF_HEADER.match(full, i, s)
-            return (re.findall(r"([A-Za-z_]\w*)\s*(?:[:=,]|$)", header.group(1)), i) if header else ([], s)
+            return (re.findall(r"([^\W\d]\w*)\s*(?:[:=,]|$)", header.group(1)), i) if header else ([], s)
     return [], s
 
 
@@ -296,11 +296,11 @@ def _members_shown(text: str, root: str, guards: bool = True, assigns: bool = Tr
         # (patterns that start with a literal: re scans for it fast; a lookbehind first is 10x slower)
         names.update(
             m.group(1)
-            for m in re.finditer(r + r"\.([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text)
+            for m in re.finditer(r + r"\.([^\W\d]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)", text)
             if not m.start() or not (text[m.start() - 1].isalnum() or text[m.start() - 1] in "._")
         )
     if guards and "attr(" in text:
-        names.update(re.findall(r"attr\(\s*" + r + r"\s*,\s*['\"]([A-Za-z_]\w*)['\"]", text))
+        names.update(re.findall(r"attr\(\s*" + r + r"\s*,\s*['\"]([^\W\d]\w*)['\"]", text))
     return frozenset(names)
 
 
@@ -438,9 +438,9 @@ class NamesSession(IdentifierSession):
         return self.rewind_from(legal, word, s)
 
     # ---- deferred names: judged once no comprehension can bind them ---------------------------
-    def _check(self, generated: str, text: str | None):
-        verdict = super()._check(generated, text)
-        if verdict is False or isinstance(verdict, Rewind):
+    def _check(self, generated: str, text: str | None, opaque: bool = False):
+        verdict = super()._check(generated, text, opaque)
+        if verdict is False or isinstance(verdict, Rewind) or opaque:
             return verdict
         tail = text or ""
         if text is None or "\n" in text:
@@ -709,7 +709,7 @@ def _without_word_at(text: str, cursor: int) -> str:
     return text if a == b else text[:a] + text[b:]
 
 
-_IDENT = re.compile(r"[A-Za-z_]\w*")
+_IDENT = re.compile(r"[^\W\d]\w*")
 _BUILTIN_NAMES = frozenset(dir(builtins)) | PY_KEYWORDS | MODULE_DUNDERS | {"__class__"}
 
 

@@ -24,10 +24,10 @@ __all__ = ["ScopeIndex", "scope_index"]
 _TOKEN = re.compile(
     r"""(?P<s>[rRbBuUfF]{0,2}(?:\"\"\"[\s\S]*?(?:\"\"\"|\Z)|'''[\s\S]*?(?:'''|\Z)|"(?:\\.|[^"\\\n])*"?|'(?:\\.|[^'\\\n])*'?))"""
     r"""|(?P<c>\#[^\n]*)"""
-    r"""|(?P<i>(?<![.\w])[A-Za-z_]\w*)"""
+    r"""|(?P<i>(?<![.\w])[^\W\d]\w*)"""
     r"""|(?P<o>[(\[{])|(?P<x>[)\]}])"""
 )
-_HEADER = re.compile(r"[ \t]*(?:async[ \t]+)?(def|class)[ \t]+([A-Za-z_]\w*)")
+_HEADER = re.compile(r"[ \t]*(?:async[ \t]+)?(def|class)[ \t]+([^\W\d]\w*)")
 _GLOBAL = re.compile(r"[ \t]*(?:global|nonlocal)\b")
 _DYNAMIC = re.compile(r"^\s*from\s+\S+\s+import\s+\*|\bglobals\(\)|\bexec\(|\blocals\(\)\[", re.M)
 

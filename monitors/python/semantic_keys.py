@@ -17,11 +17,11 @@ import re
 
 __all__ = ["member_key", "dotted_expression"]
 
-_DOTTED_TAIL = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.$")
-_CLASS = re.compile(r"^([ \t]*)class\s+([A-Za-z_]\w*)\s*(\([^)]*\))?\s*:", re.M)
-_DEF = re.compile(r"^[ \t]*(?:async\s+)?def\s+([A-Za-z_]\w*)", re.M)
-_SELF_ASSIGN = re.compile(r"\b(?:self|cls)\.([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)")
-_CLASS_LEVEL = re.compile(r"^([ \t]*)([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)", re.M)
+_DOTTED_TAIL = re.compile(r"([^\W\d][\w]*(?:\.[^\W\d]\w*)*)\.$")
+_CLASS = re.compile(r"^([ \t]*)class\s+([^\W\d]\w*)\s*(\([^)]*\))?\s*:", re.M)
+_DEF = re.compile(r"^[ \t]*(?:async\s+)?def\s+([^\W\d]\w*)", re.M)
+_SELF_ASSIGN = re.compile(r"\b(?:self|cls)\.([^\W\d]\w*)\s*(?::[^=\n]*)?=(?!=)")
+_CLASS_LEVEL = re.compile(r"^([ \t]*)([^\W\d]\w*)\s*(?::[^=\n]*)?=(?!=)", re.M)
 _IMPORT = re.compile(r"^[ \t]*(?:import\s+[^\n]+|from\s+\S+\s+import\s+(?:\([^)]*\)|[^\n]+))", re.M)
 
 
@@ -57,7 +57,7 @@ def _digest(*parts: object) -> str:
 
 
 _DEF_HEADER = re.compile(r"[ \t]*(?:async\s+)?def\s+\w+\s*\(")
-_CLASS_HEADER = re.compile(r"([ \t]*)class\s+([A-Za-z_]\w*)\s*(\([^)]*\))?\s*:")
+_CLASS_HEADER = re.compile(r"([ \t]*)class\s+([^\W\d]\w*)\s*(\([^)]*\))?\s*:")
 
 
 def _enclosing(code: str, pos: int, header: re.Pattern[str], below_indent: int | None = None):
@@ -122,7 +122,7 @@ def _class_signature(code: str, m: re.Match[str], depth: int, seen: set[str], sk
     bases_text = (m.group(3) or "").strip()
     bases = []
     if depth < 3:
-        for name in re.findall(r"[A-Za-z_]\w*(?=\s*[,)])", bases_text):
+        for name in re.findall(r"[^\W\d]\w*(?=\s*[,)])", bases_text):
             if name in seen:
                 continue
             seen.add(name)
@@ -196,7 +196,7 @@ def member_key(path: str | None, before: str, after: str) -> str | None:
     return _digest("import", path, tuple(binding), expr)
 
 
-_CALLEE = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\($")
+_CALLEE = re.compile(r"([^\W\d][\w]*(?:\.[^\W\d]\w*)*)\s*\($")
 
 
 def signature_key(path: str | None, before: str, after: str) -> str | None:
