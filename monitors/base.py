@@ -462,3 +462,14 @@ class NameSet:
         ids = np.unique(np.concatenate(parts)).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
         self._token_cache[word] = ids
         return ids
+
+    def spaced_tokens(self, vocab: Vocabulary) -> np.ndarray:
+        """Ids of the tokens that start a legal name after a space (`` ``, `` na``, `` name``):
+        where a name may start after ``=`` or ``(``, the model's next token may be one of them
+        (token healing backs off `` 计`` after ``y =``: without these, nothing was allowed)."""
+        cached = self._token_cache.get("\x00spaced")
+        if cached is None:
+            parts = [vocab.ids_prefix_of(" " + name) for name in self.names]
+            cached = np.unique(np.concatenate(parts)).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
+            self._token_cache["\x00spaced"] = cached
+        return cached

@@ -202,7 +202,13 @@ class IdentifierSession:
             legal = self.legal_at(full, s)
             if legal is None or isinstance(legal, Pending):
                 return None
-            return legal.tokens(full[s:], self.ctx.vocab)
+            ids = legal.tokens(full[s:], self.ctx.vocab)
+            if not self.requires_identifier and s == len(full) and full[-1:] not in ("", " ", "\t", "\n", "\r", "(", "[", "{"):
+                # a name may come after a space here (``y =`` + `` 计算``, as token healing asks
+                # after backing off `` 计``): those tokens too, or nothing was allowed. Not right
+                # after a bracket, where a name takes no space before it
+                ids = np.union1d(ids, legal.spaced_tokens(self.ctx.vocab)).astype(np.int32)
+            return ids
         finally:
             self.stats.check_ms += (time.perf_counter() - t0) * 1000
 

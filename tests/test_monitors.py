@@ -34,6 +34,15 @@ def vocab():
     return Vocabulary(PIECES, control=[0])
 
 
+def test_spaced_tokens_start_a_name_after_a_space(vocab):
+    from monitors.base import NameSet
+
+    ids = NameSet({"pop", "extend"}).spaced_tokens(vocab)
+    assert sorted(vocab.text(int(i)) for i in ids) == [" "]  # this vocabulary has no " pop"
+    v2 = Vocabulary([b"<eos>", b" ", b" po", b" pop", b" x", b"pop"], control=[0])
+    assert sorted(v2.text(int(i)) for i in NameSet({"pop"}).spaced_tokens(v2)) == [" ", " po", " pop"]
+
+
 class StaticMembers(IdentifierSession):
     """Members after ``xs.`` come from a fixed set (no analysis)."""
 
@@ -731,6 +740,12 @@ def test_non_ascii_names_resolve(engine):
     monitored = engine.complete_text(doc, options={"line_mode": "single", "cache": False})
     assert plain.insert_text.startswith("算"), plain.insert_text
     assert monitored.insert_text == plain.insert_text, monitored.stats
+    # token healing backs off " 计" after "y =": the names monitor's allowed set had no token
+    # with a leading space, so nothing was allowed
+    doc = "def 计算(x):\n    return x * 2\n\n\ny = 计"
+    plain = engine.complete_text(doc, options={"monitors": [], "line_mode": "single", "cache": False})
+    monitored = engine.complete_text(doc, options={"line_mode": "single", "cache": False})
+    assert plain.insert_text.startswith("算") and monitored.insert_text == plain.insert_text, monitored.stats
 
 
 @pytest.mark.model
