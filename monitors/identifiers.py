@@ -203,10 +203,11 @@ class IdentifierSession:
             if legal is None or isinstance(legal, Pending):
                 return None
             ids = legal.tokens(full[s:], self.ctx.vocab)
-            if not self.requires_identifier and s == len(full) and full[-1:] not in ("", " ", "\t", "\n", "\r", "(", "[", "{"):
-                # a name may come after a space here (``y =`` + `` 计算``, as token healing asks
-                # after backing off `` 计``): those tokens too, or nothing was allowed. Not right
-                # after a bracket, where a name takes no space before it
+            healed = self.ctx.text[self.ctx.offset : self.ctx.cursor]  # the user's text the model regenerates
+            at = s - len(self.window)
+            if not self.requires_identifier and s == len(full) and 0 <= at < len(healed) and healed[at] in " \t":
+                # the user's text has a space before the name (``y =`` + `` 计``, backed off by
+                # token healing): tokens with that space too, or nothing was allowed
                 ids = np.union1d(ids, legal.spaced_tokens(self.ctx.vocab)).astype(np.int32)
             return ids
         finally:
