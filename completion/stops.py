@@ -192,12 +192,13 @@ class StopRules:
         return self._block_cut(gen, final=False)
 
     def _scan(self, line: str, stack: list[str], quote: str | None, stop_below: int | None = None,
-              python: bool = False, semicolon_at: int | None = None):
+              python: bool = False, semicolon_at: int | None = None, depths: list[int] | None = None):
         """Bracket/quote scan of ``line`` from (stack, quote); with ``stop_below``, also find the
         index where a closer matching the line suffix's first character takes the stack below
         that depth (the suggestion closing what the cursor line already closes). With
         ``python``, a closer that matches nothing open is found too, and a ``#`` ends the scan.
-        With ``semicolon_at``, the index after a ``;`` at that depth is found (a statement's end)."""
+        With ``semicolon_at``, the index after a ``;`` at that depth is found (a statement's end).
+        ``depths`` collects the stack's depth after each closer."""
         after = self.line_after.lstrip()
         escaped = False
         substitution = False  # at the ``{`` of a template literal's ``${``
@@ -225,6 +226,8 @@ class StopRules:
                 if stack and (stack[-1] == _CLOSERS[ch] or (ch == "}" and stack[-1] == _SUBSTITUTION)):
                     if stack.pop() == _SUBSTITUTION:
                         quote = "`"  # back in the template literal
+                    if depths is not None:
+                        depths.append(len(stack))
                     if stop_below is not None and len(stack) < stop_below and after[:1] == ch:
                         return i, stack, quote
                 elif python:
@@ -276,39 +279,10 @@ class StopRules:
     def _closed_by_line_suffix(self) -> int:
         """How many of the brackets open at the cursor the rest of its line closes: the
         suggestion must not close those too (``print(┃, end="")`` + ``msg)``)."""
-        stack = list(self.open_at_cursor or ())
-        depth = lowest = len(stack)
-        for ch in self._code_of(self.line_after):
-            if ch in _CLOSERS:
-                if not stack or stack[-1] != _CLOSERS[ch]:
-                    break
-                stack.pop()
-                lowest = min(lowest, len(stack))
-            elif ch in _OPENERS:
-                stack.append(ch)
-        return depth - lowest
-
-    @staticmethod
-    def _code_of(line: str) -> str:
-        """``line`` without its string literals and ``#`` comment (Python)."""
-        out = []
-        quote = None
-        escaped = False
-        for ch in line:
-            if quote:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == quote:
-                    quote = None
-            elif ch in "\"'":
-                quote = ch
-            elif ch == "#":
-                break
-            else:
-                out.append(ch)
-        return "".join(out)
+        depth = len(self.open_at_cursor or ())
+        depths: list[int] = []
+        self._scan(self.line_after, list(self.open_at_cursor or ()), None, python=True, depths=depths)
+        return depth - min([depth, *depths])
 
     @staticmethod
     def _closer_in_string(line: str, quote: str) -> int | None:
