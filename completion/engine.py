@@ -56,6 +56,14 @@ def _cache_config(s: Settings, mode, req: CompletionRequest) -> tuple:
             s.fim_template, s.token_healing, s.context_tokens, s.suffix_tokens)
 
 
+def _document_line_ends(text: str, document: str) -> str:
+    """``text`` with the document's line ends: \r\n in a CRLF document (whether the model wrote
+    \n or \r\n), else as it is."""
+    if "\r\n" in document and "\n" in text:
+        return text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return text
+
+
 def _first_line_end(after: str) -> int | None:
     """Index of the newline that ends the first non-blank generated line (None: not yet)."""
     seen = False
@@ -413,8 +421,12 @@ class Engine:
         mode = decide_line_mode(req.text, req.offset, req.language, policy, s.max_lines)
         if s.cache:
             hit = self.cache.lookup(req.text, req.offset, _cache_config(s, mode, req))
+            if hit is not None and req.trigger == "invoked" and (not hit.complete or (mode.multiline and not hit.multiline)):
+                # an explicit request gets the whole suggestion: not what an as-you-type request
+                # left (cut by its time budget, or one line under `automatic: single`)
+                hit = None
             if hit is not None:
-                text = hit.suggestion if mode.multiline else hit.suggestion.split("\n", 1)[0]
+                text = hit.suggestion if mode.multiline else hit.suggestion.split("\n", 1)[0].rstrip("\r")
                 if text.strip():
                     self._last_shown = (req, s, text)
                     return Completion(text, req.offset, req.offset, "\n" in text, {
@@ -524,8 +536,7 @@ class Engine:
             if b is not None:
                 after = after[:b]
         text = rules.finish(after, cut_short=cut_short)
-        if "\r\n" in req.text and "\n" in text:
-            text = text.replace("\n", "\r\n")
+        text = _document_line_ends(text, req.text)
         range_end = req.offset
         if text and not mode.multiline and rules.line_after.strip():
             range_end = self._suffix_replacement(req, text, rules)
@@ -664,6 +675,7 @@ class Engine:
         )
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full, cut_short=result.stats.stop_reason == "max tokens")
+        block = _document_line_ends(block, job.req.text)  # as for the first line (it was stored with \n)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,
                              config=_cache_config(job.settings, job.mode, job.req))

@@ -244,6 +244,7 @@ class SteercodeServer(LanguageServer):
         self._progress: dict[str, Any] | None = None
         self._not_ready_logged = 0.0
         self.completions_served = 0
+        self.list_triggers: dict[str, str] = {}  # uri -> trigger of the completion list last opened there
         self.cancelled_count = 0
         self.last_cancelled: dict[str, Any] = {}
 
@@ -542,8 +543,15 @@ def create_server(settings: Settings | None = None) -> SteercodeServer:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))
     async def completion(ls: SteercodeServer, params: types.CompletionParams):
         kind = params.context.trigger_kind if params.context else types.CompletionTriggerKind.Invoked
-        trigger = "invoked" if kind == types.CompletionTriggerKind.Invoked else "automatic"
-        out = await ls.complete(params.text_document.uri, params.position, trigger)
+        uri = params.text_document.uri
+        if kind == types.CompletionTriggerKind.TriggerForIncompleteCompletions:
+            # the user types on in an open list: it keeps the trigger that opened it (an
+            # explicitly asked-for item vanished after one character under `automatic: off`)
+            trigger = ls.list_triggers.get(uri, "automatic")
+        else:
+            trigger = "invoked" if kind == types.CompletionTriggerKind.Invoked else "automatic"
+            ls.list_triggers[uri] = trigger
+        out = await ls.complete(uri, params.position, trigger)
         if out is None:
             return types.CompletionList(is_incomplete=True, items=[])
         comp, text, encoding = out

@@ -264,3 +264,52 @@ def test_drafts_come_from_other_open_documents_and_change_nothing():
     assert helped.stats["eval_calls"] < alone.stats["eval_calls"]
     assert helped.stats["related_documents"] == 2
     engine.close()
+
+
+@pytest.mark.model
+def test_an_explicit_request_is_not_answered_with_a_partial_cache_entry(engine):
+    """What an as-you-type request left in the cache (cut by its time budget, or one line
+    under `automatic: single`) answered an explicit request at the same spot."""
+    from completion.engine import CompletionRequest, _cache_config
+    from completion.stops import decide_line_mode
+
+    text = "def fibonacci(n):\n    "
+    engine.cache.clear()
+    for complete, multiline in ((False, True), (True, False)):
+        s = engine.settings
+        mode = decide_line_mode(text, len(text), "python", s.line_mode, s.max_lines)
+        req = CompletionRequest(text=text, offset=len(text), language="python")
+        engine.cache.store(text, len(text), "if", multiline=multiline, complete=complete,
+                           config=_cache_config(s, mode, req))
+        auto = engine.complete(CompletionRequest(text=text, offset=len(text), language="python", trigger="automatic"))
+        assert auto.stats.get("cache_hit") and auto.insert_text == "if"  # as you type: served at once
+        invoked = engine.complete(req)
+        assert not invoked.stats.get("cache_hit"), (complete, multiline)
+        assert invoked.insert_text.startswith("if ") and len(invoked.insert_text) > 4, invoked.insert_text
+        engine.cache.clear()
+
+
+@pytest.mark.model
+def test_crlf_documents_get_crlf_from_the_cache_and_the_background(engine):
+    """The block finished in the background was stored with \\n in a CRLF document, and one line
+    taken from a CRLF block kept its \\r."""
+    from completion.decoding import CancelToken
+    from completion.engine import _document_line_ends
+
+    assert _document_line_ends("a\nb\r\nc", "x\r\ny") == "a\r\nb\r\nc"
+    assert _document_line_ends("a\nb", "x\ny") == "a\nb"
+    text = "def fib(n):\r\n    "
+    opts = {"line_mode": "multi", "max_lines": 6, "max_tokens": 80}
+    engine.cache.clear()
+    whole = engine.complete_text(text, options={**opts, "cache": False, "first_line_fast": False}).insert_text
+    assert "\r\n" in whole and "\n" not in whole.replace("\r\n", "")
+    engine.cache.clear()
+    engine.complete_text(text, options={**opts, "cache": True})
+    assert engine.run_background(CancelToken()) is not None
+    after = engine.complete_text(text, options=opts)
+    assert after.stats["cache_hit"] and after.insert_text == whole
+    from completion.engine import CompletionRequest
+
+    one = engine.complete(CompletionRequest(text=text, offset=len(text), language="python", trigger="automatic",
+                                            options={**opts, "automatic": "single"}))
+    assert one.stats["cache_hit"] and one.insert_text == whole.split("\r\n", 1)[0], repr(one.insert_text)

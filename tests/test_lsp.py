@@ -298,6 +298,45 @@ async def test_automatic_trigger_honours_settings(client: LanguageClient):
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_invoked_after_automatic_single_gets_the_block(client: LanguageClient):
+    """Under `automatic: single` an as-you-type request cached one line; an explicit request at
+    the same spot was answered with that line from the cache, forever, instead of the block."""
+    text = "def fibonacci(n):\n    \n"
+    uri = open_doc(client, text)
+    await configure(client, maxTokens=48, automatic="single", firstLineFast=False)
+    auto = await inline(client, uri, 1, 4, AUTOMATIC)
+    assert auto.items and "\n" not in auto.items[0].insert_text
+    invoked = await inline(client, uri, 1, 4, INVOKED)
+    assert invoked.items and "\n" in invoked.items[0].insert_text, invoked.items
+    assert not (await status(client))["last"].get("cache_hit")
+    await configure(client, maxTokens=48)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_open_completion_list_keeps_its_trigger(client: LanguageClient):
+    """Typing on in a list the user asked for (TriggerForIncompleteCompletions) under
+    `automatic: off`: the item vanished after one character (the re-ask counted as automatic)."""
+    text = "import os\n\npath = os.path.jo"
+    uri = open_doc(client, text)
+    await configure(client, automatic="off")
+
+    async def ask(character, kind):
+        return await client.text_document_completion_async(types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=2, character=character),
+            context=types.CompletionContext(trigger_kind=kind)))
+
+    assert (await ask(17, types.CompletionTriggerKind.Invoked)).items
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeEvent_Type1(
+            range=types.Range(start=types.Position(line=2, character=17), end=types.Position(line=2, character=17)),
+            text="i")]))
+    assert (await ask(18, types.CompletionTriggerKind.TriggerForIncompleteCompletions)).items
+    assert not (await ask(18, types.CompletionTriggerKind.TriggerCharacter)).items  # a new list: automatic
+    await configure(client, maxTokens=48)
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_trigger_kinds_are_read_as_lsp_318(client: LanguageClient):
     """Editors send Invoked = 1 / Automatic = 2 (lsprotocol 2023.0.1 would reject 2); 3 is an error."""
     text = "def area(r):\n    \n"
