@@ -17,6 +17,7 @@ __all__ = [
     "column_to_units",
     "lsp_completion_list",
     "lsp_inline_list",
+    "lsp_inline_list_after_item",
     "lsp_position",
     "lsp_range",
     "offset_at",
@@ -118,6 +119,23 @@ def lsp_inline_list(text: str, completion: Completion, encoding: str | None = UT
         insert_text=completion.insert_text,
         range=lsp_range(text, completion.range_start, completion.range_end, encoding),
     )
+    return types.InlineCompletionList(items=[item])
+
+
+def lsp_inline_list_after_item(
+    completion: Completion, encoding: str | None, selection: tuple[int, int, str, str]
+) -> types.InlineCompletionList:
+    """The suggestion computed as if the suggest widget's selected item were accepted, as one
+    inline item over the document: the item's text and then the suggestion, replacing the word
+    the item replaces (``selection`` = (start, cursor, item text, document text)). The
+    completion's offsets are in the text with the item applied."""
+    start, cursor, item_text, text = selection
+    applied = start + len(item_text)  # the cursor in the text with the item applied
+    if completion.empty or completion.range_start != applied:
+        return types.InlineCompletionList(items=[])
+    end = cursor + max(0, completion.range_end - applied)
+    item = types.InlineCompletionItem(insert_text=item_text + completion.insert_text,
+                                      range=lsp_range(text, start, end, encoding))
     return types.InlineCompletionList(items=[item])
 
 

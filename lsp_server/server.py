@@ -39,7 +39,13 @@ from completion.settings import Settings
 from monitors.syntax import language_for_path
 
 from . import __version__
-from .lsp_utils import PositionError, lsp_completion_list, lsp_inline_list, offset_at
+from .lsp_utils import (
+    PositionError,
+    lsp_completion_list,
+    lsp_inline_list,
+    lsp_inline_list_after_item,
+    offset_at,
+)
 from .scheduling import Scheduler
 
 log = logging.getLogger("steercode.server")
@@ -431,7 +437,13 @@ class SteercodeServer(LanguageServer):
         return self.engine.ready
 
     # ---- completion ----------------------------------------------------------------------
-    async def complete(self, uri: str, position: types.Position, trigger: str):
+    async def complete(self, uri: str, position: types.Position, trigger: str,
+                       selected: types.SelectedCompletionInfo | None = None):
+        """The completion at ``position``: (completion, the text it was computed on, position
+        encoding, selection). With ``selected`` (the completion item the editor's suggest
+        widget has selected, replacing the word before the cursor), the suggestion is computed
+        as if that item were accepted; selection is then (start, cursor, item text, document
+        text), else None."""
         doc = self.workspace.text_documents.get(uri)
         if doc is None:
             raise JsonRpcInvalidParams(message=f"document not open: {uri} (send textDocument/didOpen first)")
@@ -441,6 +453,19 @@ class SteercodeServer(LanguageServer):
             offset = offset_at(text, position, encoding)
         except PositionError as exc:
             raise JsonRpcInvalidParams(message=f"invalid position ({position.line}, {position.character}): {exc}") from None
+        selection = None
+        if selected is not None:
+            try:
+                start = offset_at(text, selected.range.start, encoding)
+                end = offset_at(text, selected.range.end, encoding)
+            except PositionError:
+                start = end = -1
+            if 0 <= start <= end == offset and "\n" not in text[start:end]:
+                selection = (start, offset, selected.text, text)
+                text = text[:start] + selected.text + text[end:]
+                offset = start + len(selected.text)
+            else:
+                log.info("selectedCompletionInfo ignored: its range does not end at the cursor")
         if not await self._wait_ready():
             now = time.monotonic()
             if now - self._not_ready_logged > 10:
@@ -485,7 +510,7 @@ class SteercodeServer(LanguageServer):
             s.get("reused_tokens"), s.get("prompt_tokens"), s.get("generated_tokens"), s.get("stop_reason"),
             comp.insert_text[:60],
         )
-        return comp, text, encoding
+        return comp, text, encoding, selection
 
     def _related(self, uri: str, language: str) -> tuple[str, ...]:
         """Other open documents for the drafter: same language first, the most recently opened first."""
@@ -534,10 +559,15 @@ def create_server(settings: Settings | None = None) -> SteercodeServer:
     async def inline_completion(ls: SteercodeServer, params: types.InlineCompletionParams):
         kind = params.context.trigger_kind if params.context else types.InlineCompletionTriggerKind.Invoked
         trigger = "automatic" if kind == types.InlineCompletionTriggerKind.Automatic else "invoked"
-        out = await ls.complete(params.text_document.uri, params.position, trigger)
+        selected = params.context.selected_completion_info if params.context else None
+        out = await ls.complete(params.text_document.uri, params.position, trigger, selected)
         if out is None:
             return types.InlineCompletionList(items=[])
-        comp, text, encoding = out
+        comp, text, encoding, selection = out
+        if selection is not None:
+            # the editor shows inline text only when it extends the selected item: the item's
+            # text, then the suggestion, over the word it replaces
+            return lsp_inline_list_after_item(comp, encoding, selection)
         return lsp_inline_list(text, comp, encoding)
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))
@@ -554,7 +584,7 @@ def create_server(settings: Settings | None = None) -> SteercodeServer:
         out = await ls.complete(uri, params.position, trigger)
         if out is None:
             return types.CompletionList(is_incomplete=True, items=[])
-        comp, text, encoding = out
+        comp, text, encoding, _ = out
         return lsp_completion_list(text, comp, encoding, markdown=ls.client_supports_markdown())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)

@@ -313,6 +313,39 @@ async def test_invoked_after_automatic_single_gets_the_block(client: LanguageCli
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_inline_suggestion_extends_the_selected_completion_item(client: LanguageClient):
+    """With the suggest widget open, editors show inline text only when it extends the selected
+    item (selectedCompletionInfo); the server ignored it and continued the typed ``jo``."""
+    text = "import os\n\npath = os.path.jo"
+    uri = open_doc(client, text)
+    _send_raw_trigger_kinds(client)
+    client.protocol._converter.register_unstructure_hook(types.InlineCompletionContext, lambda c: {
+        "triggerKind": int(c.trigger_kind),
+        **({"selectedCompletionInfo": {"range": {"start": {"line": c.selected_completion_info.range.start.line,
+                                                           "character": c.selected_completion_info.range.start.character},
+                                                 "end": {"line": c.selected_completion_info.range.end.line,
+                                                         "character": c.selected_completion_info.range.end.character}},
+                                       "text": c.selected_completion_info.text}} if c.selected_completion_info else {})})
+
+    async def ask(start, end, item):
+        sel = types.SelectedCompletionInfo(range=types.Range(start=types.Position(line=2, character=start),
+                                                             end=types.Position(line=2, character=end)), text=item)
+        return await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=2, character=17),
+            context=types.InlineCompletionContext(trigger_kind=INVOKED, selected_completion_info=sel)))
+
+    out = await ask(15, 17, "exists")
+    assert out.items, out
+    item = out.items[0]
+    assert item.insert_text.startswith("exists") and len(item.insert_text) > len("exists"), item.insert_text
+    assert item.range.start == types.Position(line=2, character=15) and item.range.end == types.Position(line=2, character=17)
+    # a selection that does not end at the cursor is not applied
+    out = await ask(14, 16, "exists")
+    assert out.items and not out.items[0].insert_text.startswith("exists")
+    _send_raw_trigger_kinds(client)
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_an_open_completion_list_keeps_its_trigger(client: LanguageClient):
     """Typing on in a list the user asked for (TriggerForIncompleteCompletions) under
     `automatic: off`: the item vanished after one character (the re-ask counted as automatic)."""
