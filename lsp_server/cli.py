@@ -621,7 +621,8 @@ def _handle_termination() -> None:
         if sig is None:
             continue
         try:
-            signal.signal(sig, _exit_on_signal)
+            if signal.getsignal(sig) == signal.SIG_DFL:  # an ignored one stays ignored (`nohup`)
+                signal.signal(sig, _exit_on_signal)
         except ValueError:  # not the main thread (main() called from a test's thread)
             return
 

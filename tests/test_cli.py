@@ -510,3 +510,28 @@ def test_serve_ends_on_sigterm_with_its_input_still_open(server_env):
         for p in tree:
             if _alive(p):
                 subprocess.run(["kill", "-9", str(p)], capture_output=True)
+
+
+def test_an_ignored_sighup_stays_ignored(server_env):
+    """`nohup steercode serve --tcp …` must survive the terminal closing: the SIGHUP handler is
+    installed only where SIGHUP has its default action."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(steercode_cmd("stdio"), env=server_env, cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        req = {"id": 1, "text": "x = 1\n", "line": 1, "character": 0, "language": "python"}
+        proc.stdin.write((json.dumps(req) + "\n").encode())
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert proc.poll() is None  # still serving
+        proc.stdin.write((json.dumps({**req, "id": 2}) + "\n").encode())
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 2
+    finally:
+        proc.kill()
+        proc.wait(30)
