@@ -144,6 +144,7 @@ class StopRules:
         in_comment = syn is not None and syn.in_comment
         self.line_after = text[offset:end].rstrip()
         self._suffix_closes: int | None = None
+        self._before_state: tuple[tuple[str, ...], str | None] | None = None
         # prose has apostrophes, not strings (``Don't forget (┃)``, ``# don't call (┃)`` read as
         # inside a string), and no statements
         self._quotes = "" if language in _PROSE or in_comment else "\"'`"
@@ -173,17 +174,9 @@ class StopRules:
             return rep
         if not self.mode.multiline:
             nl = gen.find("\n")
-            cut = self._closer_cut(gen[: nl if nl >= 0 else len(gen)])
+            cut, reason = self._line_cut(gen[: nl if nl >= 0 else len(gen)])
             if cut is not None:
-                self.reason = "line suffix"
-                return cut
-            cut = self._unmatched_closer(gen[: nl if nl >= 0 else len(gen)])
-            if cut is not None:
-                self.reason = "unmatched bracket"
-                return cut
-            cut = self._statement_end(gen[: nl if nl >= 0 else len(gen)])
-            if cut is not None:
-                self.reason = "end of statement"
+                self.reason = reason
                 return cut
             if nl >= 0:
                 self.reason = "end of line"
@@ -238,12 +231,30 @@ class StopRules:
                 return i + 1, stack, quote
         return None, stack, quote
 
+    def _line_cut(self, line: str) -> tuple[int | None, str]:
+        """Where a single-line suggestion ends before its line's end, and why (None, ""): the
+        same rules for the stream and for the final text."""
+        for rule, reason in ((self._closer_cut, "line suffix"), (self._unmatched_closer, "unmatched bracket"),
+                             (self._statement_end, "end of statement")):
+            cut = rule(line)
+            if cut is not None:
+                return cut, reason
+        return None, ""
+
+    def _before(self) -> tuple[list[str], str | None]:
+        """(open brackets, open quote) at the cursor from a scan of its line, computed once
+        per request (the rules ask after every token); the stack is a fresh copy."""
+        if self._before_state is None:
+            _, stack, quote = self._scan(self.line_before, [], None)
+            self._before_state = (tuple(stack), quote)
+        return list(self._before_state[0]), self._before_state[1]
+
     def _closer_cut(self, line: str) -> int | None:
         """Index where the suggestion starts closing what the rest of the cursor line closes."""
         after = self.line_after.lstrip()
         if not after or after[0] not in ")]}\"'`":
             return None
-        _, stack, quote = self._scan(self.line_before, [], None)
+        stack, quote = self._before()
         base = len(stack)
         if quote and after[0] == quote:
             # the cursor is inside a string the line suffix closes: stop at its closing quote
@@ -270,7 +281,7 @@ class StopRules:
         into a statement)."""
         if not self._semicolons or self.line_after.strip():
             return None
-        _, stack, quote = self._scan(self.line_before, [], None)
+        stack, quote = self._before()
         if quote or stack:
             return None
         cut, _, _ = self._scan(line, [], None, semicolon_at=0)
@@ -358,7 +369,7 @@ class StopRules:
 
     def supplies_own_closers(self, line: str, after: str) -> bool:
         """True when ``line`` already closes what ``after`` would close (so ``after`` repeats)."""
-        _, before_stack, before_quote = self._scan(self.line_before, [], None)
+        before_stack, before_quote = self._before()
         _, full_stack, full_quote = self._scan(line, list(before_stack), before_quote)
         closers = sum(ch in _CLOSERS for ch in after)
         return full_quote is None and len(full_stack) <= len(before_stack) - closers
@@ -371,11 +382,7 @@ class StopRules:
         if not self.mode.multiline:
             nl = gen.find("\n")
             line = gen if nl < 0 else gen[:nl]
-            cut = self._closer_cut(line)
-            if cut is None:
-                cut = self._unmatched_closer(line)
-            if cut is None:
-                cut = self._statement_end(line)
+            cut, _ = self._line_cut(line)
             if cut is not None:
                 line = line[:cut]
             line = line.rstrip()
