@@ -428,6 +428,7 @@ class NameSet:
         self.names = tuple(sorted(set(names)))
         self._set = frozenset(self.names)
         self._token_cache: dict[str, np.ndarray] = {}
+        self._spaced: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -467,9 +468,7 @@ class NameSet:
         """Ids of the tokens that start a legal name after a space (`` ``, `` na``, `` name``):
         where a name may start after ``=`` or ``(``, the model's next token may be one of them
         (token healing backs off `` 计`` after ``y =``: without these, nothing was allowed)."""
-        cached = self._token_cache.get("\x00spaced")
-        if cached is None:
+        if self._spaced is None:
             parts = [vocab.ids_prefix_of(" " + name) for name in self.names]
-            cached = np.unique(np.concatenate(parts)).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
-            self._token_cache["\x00spaced"] = cached
-        return cached
+            self._spaced = np.unique(np.concatenate(parts)).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
+        return self._spaced
