@@ -83,12 +83,9 @@ class RepeatsMonitor:
             k = start - 1
         else:
             return None
-        if above.strip().startswith(("#", "//")):
+        if not is_idempotent_assignment(above):
             return None
-        norm = _norm(above).rstrip(";")
-        if not is_idempotent_assignment(norm):
-            return None
-        return RepeatsSession(ctx, norm)
+        return RepeatsSession(ctx, _norm(above).rstrip(";"))
 
 
 def is_idempotent_assignment(line: str) -> bool:
