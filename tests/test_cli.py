@@ -446,6 +446,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _alive_after(pids: set[int], seconds: float = 15) -> list[int]:
+    """The processes of ``pids`` still running after waiting up to ``seconds`` for them to end."""
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+def _kill_leftovers(pids: set[int]) -> None:
+    for p in pids:  # orphans are no longer below the process that started them: kill what was
+        if _alive(p):
+            subprocess.run(["kill", "-9", str(p)], capture_output=True)
+
+
+def _stdio_ask(proc, req: dict) -> dict:
+    """One JSON-lines request to a running ``steercode stdio`` and its answer."""
+    proc.stdin.write((json.dumps(req) + "\n").encode())
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_a_stopped_stdio_leaves_no_processes_behind(server_env, sig):
@@ -453,30 +476,22 @@ def test_a_stopped_stdio_leaves_no_processes_behind(server_env, sig):
     language servers it started stayed behind, orphaned. SIGTERM now takes the normal shutdown
     (exit 143); after SIGKILL the worker sees its parent gone and ends itself and its servers."""
     import signal
-    import time
 
     proc = subprocess.Popen(steercode_cmd("stdio"), env=server_env, cwd=ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     tree: set[int] = set()
     try:
         req = {"id": 1, "text": "import os\nos.pa", "line": 1, "character": 5, "language": "python"}
-        proc.stdin.write((json.dumps(req) + "\n").encode())
-        proc.stdin.flush()
-        assert json.loads(proc.stdout.readline())["id"] == 1
+        assert _stdio_ask(proc, req)["id"] == 1
         tree = _descendants(proc.pid)
         assert tree, "the analysis worker should be running"
         proc.send_signal(getattr(signal, sig))
         code = proc.wait(60)
         assert code == (143 if sig == "SIGTERM" else -9)
-        deadline = time.time() + 15
-        while time.time() < deadline and any(_alive(p) for p in tree):
-            time.sleep(0.2)
-        assert not [p for p in tree if _alive(p)]
+        assert not _alive_after(tree)
     finally:
         proc.kill()
-        for p in tree:  # orphans are no longer below proc: kill what was
-            if _alive(p):
-                subprocess.run(["kill", "-9", str(p)], capture_output=True)
+        _kill_leftovers(tree)
 
 
 def test_serve_ends_on_sigterm_with_its_input_still_open(server_env):
@@ -501,15 +516,10 @@ def test_serve_ends_on_sigterm_with_its_input_still_open(server_env):
         assert proc.wait(30) == 143
         err = proc.stderr.read().decode()
         assert "Fatal Python error" not in err and "Traceback" not in err, err
-        deadline = time.time() + 15
-        while time.time() < deadline and any(_alive(p) for p in tree):
-            time.sleep(0.2)
-        assert tree and not [p for p in tree if _alive(p)]
+        assert tree and not _alive_after(tree)
     finally:
         proc.kill()
-        for p in tree:
-            if _alive(p):
-                subprocess.run(["kill", "-9", str(p)], capture_output=True)
+        _kill_leftovers(tree)
 
 
 def test_an_ignored_sighup_stays_ignored(server_env):
@@ -523,15 +533,11 @@ def test_an_ignored_sighup_stays_ignored(server_env):
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     try:
         req = {"id": 1, "text": "x = 1\n", "line": 1, "character": 0, "language": "python"}
-        proc.stdin.write((json.dumps(req) + "\n").encode())
-        proc.stdin.flush()
-        assert json.loads(proc.stdout.readline())["id"] == 1
+        assert _stdio_ask(proc, req)["id"] == 1
         proc.send_signal(signal.SIGHUP)
         time.sleep(1)
         assert proc.poll() is None  # still serving
-        proc.stdin.write((json.dumps({**req, "id": 2}) + "\n").encode())
-        proc.stdin.flush()
-        assert json.loads(proc.stdout.readline())["id"] == 2
+        assert _stdio_ask(proc, {**req, "id": 2})["id"] == 2
     finally:
         proc.kill()
         proc.wait(30)
