@@ -66,10 +66,17 @@ INVOKED, AUTOMATIC = 1, 2  # LSP 3.18's InlineCompletionTriggerKind (lsprotocol 
 
 
 def _send_raw_trigger_kinds(client: LanguageClient) -> None:
-    """Make the test client send ``triggerKind`` as given (an int), as 3.18 editors do."""
-    client.protocol._converter.register_unstructure_hook(
-        types.InlineCompletionContext, lambda c: {"triggerKind": int(c.trigger_kind)}
-    )
+    """Make the test client send ``triggerKind`` as given (an int), as 3.18 editors do (and a
+    ``selectedCompletionInfo`` when there is one)."""
+    conv = client.protocol._converter
+
+    def context(c: types.InlineCompletionContext) -> dict:
+        out: dict = {"triggerKind": int(c.trigger_kind)}
+        if c.selected_completion_info is not None:
+            out["selectedCompletionInfo"] = conv.unstructure(c.selected_completion_info)
+        return out
+
+    conv.register_unstructure_hook(types.InlineCompletionContext, context)
 
 
 async def inline(client: LanguageClient, uri: str, line: int, character: int, kind: int = INVOKED):
@@ -319,13 +326,6 @@ async def test_inline_suggestion_extends_the_selected_completion_item(client: La
     text = "import os\n\npath = os.path.jo"
     uri = open_doc(client, text)
     _send_raw_trigger_kinds(client)
-    client.protocol._converter.register_unstructure_hook(types.InlineCompletionContext, lambda c: {
-        "triggerKind": int(c.trigger_kind),
-        **({"selectedCompletionInfo": {"range": {"start": {"line": c.selected_completion_info.range.start.line,
-                                                           "character": c.selected_completion_info.range.start.character},
-                                                 "end": {"line": c.selected_completion_info.range.end.line,
-                                                         "character": c.selected_completion_info.range.end.character}},
-                                       "text": c.selected_completion_info.text}} if c.selected_completion_info else {})})
 
     async def ask(start, end, item):
         sel = types.SelectedCompletionInfo(range=types.Range(start=types.Position(line=2, character=start),
@@ -342,7 +342,6 @@ async def test_inline_suggestion_extends_the_selected_completion_item(client: La
     # a selection that does not end at the cursor is not applied
     out = await ask(14, 16, "exists")
     assert out.items and not out.items[0].insert_text.startswith("exists")
-    _send_raw_trigger_kinds(client)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -359,11 +358,7 @@ async def test_an_open_completion_list_keeps_its_trigger(client: LanguageClient)
             context=types.CompletionContext(trigger_kind=kind)))
 
     assert (await ask(17, types.CompletionTriggerKind.Invoked)).items
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-        content_changes=[types.TextDocumentContentChangeEvent_Type1(
-            range=types.Range(start=types.Position(line=2, character=17), end=types.Position(line=2, character=17)),
-            text="i")]))
+    _change(client, uri, 2, (2, 17), (2, 17), "i")
     assert (await ask(18, types.CompletionTriggerKind.TriggerForIncompleteCompletions)).items
     assert not (await ask(18, types.CompletionTriggerKind.TriggerCharacter)).items  # a new list: automatic
     await configure(client, maxTokens=48)
