@@ -49,7 +49,7 @@ def _prompt_budget(s: Settings, n_ctx: int) -> int:
     return min(s.context_tokens, n_ctx - s.max_tokens - 64)
 
 
-def _cache_config(s: Settings, mode, req: CompletionRequest) -> tuple:
+def _cache_config(s: Settings, req: CompletionRequest) -> tuple:
     """Everything besides the text that a cached suggestion depends on (the language and path
     too: an empty ``app.js`` was answered with what an empty ``main.py`` got)."""
     return (req.language, req.path, s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
@@ -420,7 +420,7 @@ class Engine:
             policy = "single"
         mode = decide_line_mode(req.text, req.offset, req.language, policy, s.max_lines)
         if s.cache:
-            hit = self.cache.lookup(req.text, req.offset, _cache_config(s, mode, req))
+            hit = self.cache.lookup(req.text, req.offset, _cache_config(s, req))
             if hit is not None and req.trigger == "invoked" and (not hit.complete or (mode.multiline and not hit.multiline)):
                 # an explicit request gets the whole suggestion: not what an as-you-type request
                 # left (cut by its time budget, or one line under `automatic: single`)
@@ -570,7 +570,7 @@ class Engine:
         )
         if s.cache and text and range_end == req.offset:
             self.cache.store(req.text, req.offset, text, multiline=mode.multiline, complete=not unfinished,
-                             config=_cache_config(s, mode, req))
+                             config=_cache_config(s, req))
         if unfinished and text and range_end == req.offset:
             self._background = _Continuation(req, s, mode, prompt, list(result.tokens), result.tokens_text, constraints, rules,
                                              healing, markers, drafter)
@@ -635,8 +635,7 @@ class Engine:
                 if text and "\n" not in text:
                     accepted = req.text[: req.offset] + text + req.text[req.offset :]
                     nxt = dataclasses.replace(req, text=accepted, offset=req.offset + len(text), trigger="automatic")
-                    nmode = decide_line_mode(nxt.text, nxt.offset, nxt.language, s.line_mode, s.max_lines)
-                    if self.cache.lookup(nxt.text, nxt.offset, _cache_config(s, nmode, nxt)) is None:
+                    if self.cache.lookup(nxt.text, nxt.offset, _cache_config(s, nxt)) is None:
                         self.complete(nxt, cancel)
                         self._last_shown = None  # do not chain prefetches
                         done = (done + "+prefetch") if done else "prefetch"
@@ -678,7 +677,7 @@ class Engine:
         block = _document_line_ends(block, job.req.text)  # as for the first line (it was stored with \n)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,
-                             config=_cache_config(job.settings, job.mode, job.req))
+                             config=_cache_config(job.settings, job.req))
             self._last_shown = None
 
     def _drafter(self, req: CompletionRequest, m: _Model, prompt) -> CombinedDrafter:

@@ -271,16 +271,14 @@ def test_an_explicit_request_is_not_answered_with_a_partial_cache_entry(engine):
     """What an as-you-type request left in the cache (cut by its time budget, or one line
     under `automatic: single`) answered an explicit request at the same spot."""
     from completion.engine import CompletionRequest, _cache_config
-    from completion.stops import decide_line_mode
 
     text = "def fibonacci(n):\n    "
     engine.cache.clear()
     for complete, multiline in ((False, True), (True, False)):
         s = engine.settings
-        mode = decide_line_mode(text, len(text), "python", s.line_mode, s.max_lines)
         req = CompletionRequest(text=text, offset=len(text), language="python")
         engine.cache.store(text, len(text), "if", multiline=multiline, complete=complete,
-                           config=_cache_config(s, mode, req))
+                           config=_cache_config(s, req))
         auto = engine.complete(CompletionRequest(text=text, offset=len(text), language="python", trigger="automatic"))
         assert auto.stats.get("cache_hit") and auto.insert_text == "if"  # as you type: served at once
         invoked = engine.complete(req)
