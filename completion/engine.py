@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitors.base import MonitorContext
+from monitors.base import AnalysisRunner, MonitorContext
 from monitors.suite import MonitorSuite
 from monitors.syntax import canonical_language
 from monitors.textscan import is_word
@@ -199,6 +199,9 @@ class Engine:
         self.load_stats: dict[str, float] = {}
         self._suite: MonitorSuite | None = None
         self._suite_key: tuple | None = None
+        # the analysis worker, shared by the suites of every monitor setting (a request that
+        # names other monitors must not restart it: a new worker meets every analysis cold)
+        self._runner: AnalysisRunner | None = None
         self.cache = SuggestionCache()
         self._background: _Continuation | None = None
         self._last_shown: tuple | None = None
@@ -334,6 +337,9 @@ class Engine:
             if self._suite is not None:
                 self._suite.close()
                 self._suite = None
+            if self._runner is not None:
+                self._runner.shutdown()
+                self._runner = None
 
     # ---- monitors --------------------------------------------------------------------------
     def monitor_suite(self, settings: Settings | None = None) -> MonitorSuite | None:
@@ -345,7 +351,12 @@ class Engine:
         if self._suite is None or self._suite_key != key:
             if self._suite is not None:
                 self._suite.close()
-            self._suite = MonitorSuite(s.monitors, s.monitor_timeout_ms, self.root)
+            if self._runner is not None and self._runner.root != self.root:
+                self._runner.shutdown()  # a new project: a worker for its root
+                self._runner = None
+            if self._runner is None:
+                self._runner = AnalysisRunner(root=self.root)
+            self._suite = MonitorSuite(s.monitors, s.monitor_timeout_ms, self.root, runner=self._runner)
             self._suite_key = key
         return self._suite
 

@@ -218,6 +218,8 @@ class AnalysisRunner:
         self._executor: concurrent.futures.Executor | None = None
         self._closed = False  # shut down: a job that dies with the pool is no failure
         self.mode = "none"
+        #: the worker's warm-up (``MonitorSuite.warm_up``): "cold", "warming" or "warm"
+        self.warm_state = "cold"
 
     # ---- executor ------------------------------------------------------------------------
     def _ensure_executor(self) -> concurrent.futures.Executor:
@@ -243,8 +245,13 @@ class AnalysisRunner:
         self.mode = "thread"
         return self._executor
 
+    @property
+    def root(self) -> str | None:
+        return self._root
+
     def _restart(self) -> None:
         ex, self._executor = self._executor, None
+        self.warm_state = "cold"  # a new worker process has none of the old one's caches
         if ex is not None:
             procs = getattr(ex, "_processes", None) or {}
             for proc in list(procs.values()):

@@ -22,17 +22,27 @@ ALL_MONITORS = ("members", "calls", "imports", "names", "lsp", "repeats")
 
 
 class MonitorSuite:
-    def __init__(self, enabled: Iterable[str] = ALL_MONITORS, timeout_ms: float = 300.0, root: str | None = None) -> None:
+    def __init__(
+        self, enabled: Iterable[str] = ALL_MONITORS, timeout_ms: float = 300.0, root: str | None = None,
+        runner: AnalysisRunner | None = None,
+    ) -> None:
         self.enabled = tuple(n for n in ALL_MONITORS if n in set(enabled))
         self.timeout_ms = timeout_ms
         self.root = root
-        self.runner = AnalysisRunner(root=root)
+        #: the analysis worker; one given by the caller is shared with other suites and outlives this one
+        self._own_runner = runner is None
+        self.runner = AnalysisRunner(root=root) if runner is None else runner
         self._monitors: list[Any] | None = None
         self._jedi = None
         self._lsp = None
         self._closed = False
-        #: "cold", "warming" (jobs queued one at a time) or "warm"
-        self.warm_state = "cold"
+        self._no_analysis = False
+
+    @property
+    def warm_state(self) -> str:
+        """"cold", "warming" (jobs queued one at a time) or "warm": the worker's, which a suite
+        sharing it finds as the one before left it."""
+        return "warm" if self._no_analysis else self.runner.warm_state
 
     def _build(self) -> list[Any]:
         if self._monitors is not None:
@@ -72,7 +82,7 @@ class MonitorSuite:
         before it is done, so a completion's own analysis never waits behind more than one."""
         self._build()
         if self._jedi is None:
-            self.warm_state = "warm"  # no Python monitors: nothing to warm up
+            self._no_analysis = True  # no Python monitors: nothing to warm up
             return
         from .python.jedi_analysis import WARM_MEMBERS
 
@@ -80,9 +90,11 @@ class MonitorSuite:
 
         def step(i: int, fut=None) -> None:
             if fut is not None and (fut.cancelled() or self._closed):
+                if self.runner.warm_state == "warming":
+                    self.runner.warm_state = "cold"  # the next suite on this worker starts it again
                 return  # shut down
             if i >= len(jobs):
-                self.warm_state = "warm"
+                self.runner.warm_state = "warm"
                 return
             try:
                 fut = self.runner.submit(jobs[i], jobs[i])
@@ -91,8 +103,8 @@ class MonitorSuite:
                 return
             fut.add_done_callback(lambda f: step(i + 1, f))
 
-        if self.warm_state == "cold":
-            self.warm_state = "warming"
+        if self.runner.warm_state == "cold":
+            self.runner.warm_state = "warming"
             step(0)
 
     def sessions(self, ctx: MonitorContext) -> list[Any]:
@@ -116,4 +128,5 @@ class MonitorSuite:
                 self._lsp.close()
             except Exception:
                 log.debug("closing the LSP monitor failed", exc_info=True)
-        self.runner.shutdown()
+        if self._own_runner:
+            self.runner.shutdown()

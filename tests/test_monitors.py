@@ -244,6 +244,31 @@ def test_warm_up_queues_one_type_analysis_at_a_time():
         suite.close()
 
 
+def test_suites_for_other_monitor_settings_share_the_analysis_worker():
+    """A request that names other monitors (a stdio request's ``monitors``, the eval's plain
+    mode) gets a suite of its own but keeps the worker: a new suite used to start a new worker
+    process, so every switch lost jedi's caches and the warm-up, and the next analyses ran cold
+    (in an eval alternating modes, most of them past their 300 ms budget)."""
+    from completion.engine import Engine
+    from completion.settings import Settings
+
+    e = Engine(Settings())
+    try:
+        a = e.monitor_suite(Settings(monitors=("members",)))
+        assert a.runner.call(("ping",), timeout=120)
+        executor = a.runner._executor
+        a.runner.warm_state = "warm"
+        b = e.monitor_suite(Settings(monitors=("members", "calls")))
+        assert b is not a and b.runner is a.runner
+        assert b.runner._executor is executor  # the same worker process, still running
+        assert b.warm_state == "warm"  # and it is still warm
+        assert b.runner.call(("ping",), timeout=30)
+        assert e.monitor_suite(Settings(monitors=("repeats",))).runner is a.runner
+    finally:
+        e.close()
+    assert a.runner._executor is None  # the engine's close stops it
+
+
 def test_runner_shuts_down_with_jobs_queued():
     """Shutting down cancels queued jobs, whose callbacks take the runner's lock on the same
     thread: that used to deadlock."""
