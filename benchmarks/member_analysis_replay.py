@@ -1,8 +1,9 @@
 """The members eval's analyses without a model: jedi's time per member analysis in the worker.
 
 The same 262 sites (seed 0) as ``steercode eval members`` over json/, argparse.py and
-logging/__init__.py. Per site, in order, as the eval does: the truth analysis, a pause (the plain
-completion), the member analysis of the site's document (timed), a pause (the monitored one).
+logging/__init__.py. Per site, in order, as the eval does: the truth analysis (in a worker of its
+own, as the eval runs it), a pause (the plain completion), the member analysis of the site's
+document (timed), a pause (the monitored one).
 Prints the worker's own time (no queueing) and the wall time per member analysis in the files of
 2,000+ lines. Compare commits in one session (the machine is shared): check one out, run, switch.
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from completion.evaluation import member_sites
+from monitors.base import AnalysisRunner
 from monitors.suite import MonitorSuite
 
 
@@ -37,6 +39,7 @@ def main() -> None:
     chosen.sort(key=lambda s: (s.path, s.offset))
     suite = MonitorSuite(["members"])  # its worker, warmed up as the engine does after loading
     r = suite.runner
+    truth = AnalysisRunner()
     try:
         suite.warm_up()
         while getattr(suite, "warm_state", "warm") != "warm":
@@ -44,7 +47,7 @@ def main() -> None:
         r.submit(("warm-up",), ("warm-up",)).result(timeout=300)  # commits before warm_state: one job
         walls: list[float] = []
         for i, s in enumerate(chosen):
-            r.call(("py-members-truth", s.text[: s.offset], s.text[s.offset :], s.path), timeout=300)
+            truth.call(("py-members-truth", s.text[: s.offset], s.text[s.offset :], s.path), timeout=300)
             time.sleep(0.3)
             doc = s.document
             nl = doc.find("\n", s.offset)
@@ -59,6 +62,7 @@ def main() -> None:
               f"p95 {_pct(jobs, 0.95)} ms; wall p50 {_pct(walls, 0.5)} ms, p95 {_pct(walls, 0.95)} ms")
     finally:
         suite.close()
+        truth.shutdown()
 
 
 if __name__ == "__main__":

@@ -266,7 +266,12 @@ def run_eval(
     from monitors.base import AnalysisRunner
 
     runner = suite.runner if suite is not None else AnalysisRunner()
+    # the truth comes from a worker of its own: jedi with call-site inference builds far more
+    # than the monitors' analyses do, and in the monitors' worker its garbage and caches would
+    # slow the analyses being measured (an editor's worker never runs it)
+    truth_runner = AnalysisRunner(root=engine.root)
     runner.call(("ping",), timeout=120)  # the worker is up
+    truth_runner.call(("ping",), timeout=120)
 
     modes = {"plain": [], "monitored": []}
     overheads: list[float] = []
@@ -275,80 +280,83 @@ def run_eval(
     misses_original = 0
     base_opts = {"line_mode": "single", "max_tokens": 32, "time_budget_ms": 0}  # whole lines, however long they take
     errors_cache: dict[str, int] = {}
-    for k, site in enumerate(chosen):
+    try:
+        for k, site in enumerate(chosen):
             # truth: jedi, with its default settings, at the site in the *original* file
-        truth = runner.call((truth_kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
-        if not truth:
-            skipped += 1
-            continue
-        if not _truth_admits_original(task, truth, site):
-            # jedi's truth is wrong here (the original code is right by definition): a verdict
-            # against it would mean nothing
-            skipped += 1
-            misses_original += 1
-            continue
-        doc = site.document
-        base_req = dict(text=doc, offset=site.offset, language="python", path=site.path)
-        # the three keystrokes before the site's: the first only moves the model's context to
-        # this document (a new site re-evaluates much of the prompt: seconds, nothing like
-        # typing); the other two are as quick as typing, and their requests start the analyses
-        # an editor would have started then (``se┃``, ``sel┃``, ``self┃``: monitors prefetch
-        # ``self.``), with no pause between keystrokes
-        prevs = [
-            dict(text=doc[: site.offset - k] + doc[site.offset :], offset=site.offset - k, language="python", path=site.path)
-            for k in (3, 2, 1)
-        ]
-        if site.path not in errors_cache:
-            errors_cache[site.path] = _errors(site.text)
-        for mode in ("plain", "monitored"):
-            opts = dict(base_opts)
-            if mode == "plain":
-                opts["monitors"] = []
-            for prev in prevs:
-                engine.complete(CompletionRequest(**prev, options={**opts, "max_tokens": 1}))
-            t0 = time.perf_counter()
-            comp = engine.complete(CompletionRequest(**base_req, options=opts))
-            ms = (time.perf_counter() - t0) * 1000
-            text = comp.insert_text
-            if task == "members":
-                m = _IDENT.match(text)
-                ident = m.group(0) if m else ""
-                valid = ident in truth
-                exact = ident == site.truth_name
-            elif task == "names":
-                m = _IDENT.match(text.lstrip())
-                ident = m.group(0) if m else ""
-                kwarg = bool(m) and re.match(r"\s*=(?!=)", text.lstrip()[m.end() :]) is not None
-                valid = not ident or kwarg or ident in truth  # a string, a ")" or `key=`: no name used
-                exact = ident == site.truth_name
-            else:
-                args_text, closed = _call_args_of(text)
-                valid = _call_fits(truth, args_text, closed)
-                exact = _norm(args_text) == _norm(site.truth_name) and closed
-            completed = doc[: site.offset] + text + doc[site.offset :]
-            rec = {
-                "valid": valid,
-                "exact": exact,
-                "line_exact": _norm(text) == _norm(site.rest_of_line),
-                "parse": _errors(completed) <= errors_cache[site.path],
-                "ms": ms,
-                "completion": text,
-                "context": doc[max(0, site.offset - 60) : site.offset],
-                "truth": site.truth_name,
-                "stop": comp.stats.get("stop_reason"),
-                "timing": {k: comp.stats.get(k) for k in ("prompt_ms", "decode_ms", "constraint_ms", "generated_tokens",
-                                                        "prompt_eval_tokens", "eval_calls", "pending_wait_ms")},
-            }
-            modes[mode].append(rec)
-            if mode == "monitored":
-                st = comp.stats
-                if st.get("constrained_tokens"):
-                    overheads.append(st["monitor_overhead_ms"] / st["constrained_tokens"])
-                for mon in st.get("monitors", {}).values():
-                    analysis_ms.extend(mon.get("analysis_ms", []))
-                rec["timeouts"] = {n: m["timeouts"] for n, m in st.get("monitors", {}).items() if m.get("timeouts")}
-        if (k + 1) % 10 == 0:
-            progress(f"{k + 1}/{len(chosen)} sites")
+            truth = truth_runner.call((truth_kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
+            if not truth:
+                skipped += 1
+                continue
+            if not _truth_admits_original(task, truth, site):
+                # jedi's truth is wrong here (the original code is right by definition): a verdict
+                # against it would mean nothing
+                skipped += 1
+                misses_original += 1
+                continue
+            doc = site.document
+            base_req = dict(text=doc, offset=site.offset, language="python", path=site.path)
+            # the three keystrokes before the site's: the first only moves the model's context to
+            # this document (a new site re-evaluates much of the prompt: seconds, nothing like
+            # typing); the other two are as quick as typing, and their requests start the analyses
+            # an editor would have started then (``se┃``, ``sel┃``, ``self┃``: monitors prefetch
+            # ``self.``), with no pause between keystrokes
+            prevs = [
+                dict(text=doc[: site.offset - k] + doc[site.offset :], offset=site.offset - k, language="python", path=site.path)
+                for k in (3, 2, 1)
+            ]
+            if site.path not in errors_cache:
+                errors_cache[site.path] = _errors(site.text)
+            for mode in ("plain", "monitored"):
+                opts = dict(base_opts)
+                if mode == "plain":
+                    opts["monitors"] = []
+                for prev in prevs:
+                    engine.complete(CompletionRequest(**prev, options={**opts, "max_tokens": 1}))
+                t0 = time.perf_counter()
+                comp = engine.complete(CompletionRequest(**base_req, options=opts))
+                ms = (time.perf_counter() - t0) * 1000
+                text = comp.insert_text
+                if task == "members":
+                    m = _IDENT.match(text)
+                    ident = m.group(0) if m else ""
+                    valid = ident in truth
+                    exact = ident == site.truth_name
+                elif task == "names":
+                    m = _IDENT.match(text.lstrip())
+                    ident = m.group(0) if m else ""
+                    kwarg = bool(m) and re.match(r"\s*=(?!=)", text.lstrip()[m.end() :]) is not None
+                    valid = not ident or kwarg or ident in truth  # a string, a ")" or `key=`: no name used
+                    exact = ident == site.truth_name
+                else:
+                    args_text, closed = _call_args_of(text)
+                    valid = _call_fits(truth, args_text, closed)
+                    exact = _norm(args_text) == _norm(site.truth_name) and closed
+                completed = doc[: site.offset] + text + doc[site.offset :]
+                rec = {
+                    "valid": valid,
+                    "exact": exact,
+                    "line_exact": _norm(text) == _norm(site.rest_of_line),
+                    "parse": _errors(completed) <= errors_cache[site.path],
+                    "ms": ms,
+                    "completion": text,
+                    "context": doc[max(0, site.offset - 60) : site.offset],
+                    "truth": site.truth_name,
+                    "stop": comp.stats.get("stop_reason"),
+                    "timing": {k: comp.stats.get(k) for k in ("prompt_ms", "decode_ms", "constraint_ms", "generated_tokens",
+                                                            "prompt_eval_tokens", "eval_calls", "pending_wait_ms")},
+                }
+                modes[mode].append(rec)
+                if mode == "monitored":
+                    st = comp.stats
+                    if st.get("constrained_tokens"):
+                        overheads.append(st["monitor_overhead_ms"] / st["constrained_tokens"])
+                    for mon in st.get("monitors", {}).values():
+                        analysis_ms.extend(mon.get("analysis_ms", []))
+                    rec["timeouts"] = {n: m["timeouts"] for n, m in st.get("monitors", {}).items() if m.get("timeouts")}
+            if (k + 1) % 10 == 0:
+                progress(f"{k + 1}/{len(chosen)} sites")
+    finally:
+        truth_runner.shutdown()
     report: dict[str, Any] = {
         "task": task,
         "model": engine.describe().get("description"),
