@@ -178,6 +178,54 @@ def test_signature_of_a_class_defined_in_the_class_body_after_its_members_were_a
     assert sigs and [p.name for p in sigs[0].params] == ["formatter", "parent", "heading"]
 
 
+def test_scoped_name_filters_give_what_jedi_gives():
+    """``_scoped_values`` (a class's or function's names looked for inside it only) answers as
+    jedi's own filters: the same completions, names and kinds, at member accesses (``self.``
+    in classes with bases, modules, locals) and at expression starts inside functions and
+    methods, on the same fresh documents."""
+    import argparse
+    import random
+    from pathlib import Path
+
+    import jedi
+    from jedi.inference import filters
+
+    from completion.evaluation import member_sites, name_sites
+    from monitors.python import jedi_analysis
+
+    jedi_analysis._patch_parso()
+    patched = filters._AbstractUsedNamesFilter.values
+    assert patched is jedi_analysis._scoped_values
+    path = argparse.__file__
+    src = Path(path).read_text(encoding="utf-8")
+    rnd = random.Random(1)
+    members = member_sites(path, src)
+    sites = [s.offset for s in rnd.sample([s for s in members if src[s.offset - 5 : s.offset] == "self."], 8)]
+    sites += [s.offset for s in rnd.sample([s for s in members if src[s.offset - 5 : s.offset] != "self."], 6)]
+    sites += [s.offset for s in rnd.sample(name_sites(path, src), 6)]
+
+    def complete(offset: int, k: int) -> list[tuple[str, str]]:
+        line_start = src.rfind("\n", 0, offset) + 1
+        nl = src.find("\n", offset)
+        code = src[:offset] + "\n" * (k + 1) + src[nl + 1 :]  # the rest of the line cut, a new version
+        line = src.count("\n", 0, offset) + 1
+        comps = jedi.Script(code, path=path).complete(line, offset - line_start)
+        return sorted((c.name, c.type) for c in comps)
+
+    answered = 0
+    try:
+        for k, offset in enumerate(sites):
+            filters._AbstractUsedNamesFilter.values = patched
+            ours = complete(offset, 2 * k)
+            filters._AbstractUsedNamesFilter.values = jedi_analysis._module_values
+            theirs = complete(offset, 2 * k + 1)
+            assert ours == theirs, src[offset - 60 : offset]
+            answered += bool(ours)
+    finally:
+        filters._AbstractUsedNamesFilter.values = patched
+    assert answered >= len(sites) - 4  # (a loop variable of an untyped list has no members)
+
+
 def test_members_of_a_string_literal_are_cached_by_its_type():
     """jedi infers no value for a literal, so ``', '.`` used to run a full completion (100-250 ms
     on a 2,000-line file) every time; its members are now cached as str's (bytes' for ``b''.``)."""
