@@ -86,7 +86,7 @@ class MonitorSuite:
             return
         from .python.jedi_analysis import WARM_MEMBERS
 
-        jobs = [("warm-up",)] + [("warm-members", before) for before in WARM_MEMBERS]
+        jobs = [("warm-up",)] + [("warm-members", before) for before in WARM_MEMBERS] + [("warm-done",)]
 
         def step(i: int, fut=None) -> None:
             if fut is not None and (fut.cancelled() or self._closed):

@@ -317,6 +317,29 @@ def test_suites_for_other_monitor_settings_share_the_analysis_worker():
     assert a.runner._executor is None  # the engine's close stops it
 
 
+def test_the_worker_collects_garbage_between_jobs():
+    """In the worker process, Python's collections no longer run inside analyses: young ones
+    run after each job (while its result is on its way), and none is a full one."""
+    import argparse
+    from pathlib import Path
+
+    r = AnalysisRunner()
+    try:
+        src = Path(argparse.__file__).read_text(encoding="utf-8")
+        for k, cut in enumerate(range(20000, 60000, 5000)):
+            dot = src.index("self.", cut) + len("self.")
+            r.submit(("t", k), ("py-members", src[:dot], "\n" * (k + 1) + src[src.index("\n", dot) :], argparse.__file__)
+                     ).result(timeout=120)
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stats = r.call(("gc-stats",), timeout=30)
+    finally:
+        r.shutdown()
+    assert stats.get("gen1", [0])[0] >= 6  # after (nearly) every job
+    assert not [k for k in stats if k.endswith("_in_job")], stats  # and never inside one
+    assert "gen2" not in stats  # no full collection over the worker's whole heap
+
+
 def test_runner_shuts_down_with_jobs_queued():
     """Shutting down cancels queued jobs, whose callbacks take the runner's lock on the same
     thread: that used to deadlock."""
