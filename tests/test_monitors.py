@@ -792,18 +792,32 @@ pytestmark_model = pytest.mark.model
 
 @pytest.mark.model
 def test_plain_invents_a_member_monitored_does_not(engine):
-    src = "import collections\n\ncounts = collections."
-    # jedi's first look at a module can take longer than the monitors' 300 ms budget on a busy
-    # machine (then: no opinion, by design); this test is about the verdict, so load it first
-    engine.monitor_suite().runner.call(("py-members", src, "", None), timeout=120)
-    plain = engine.complete_text(src, options={"monitors": [], "line_mode": "single"})
-    monitored = engine.complete_text(src, options={"line_mode": "single"})
-    import collections
+    """Where the model alone writes a member the module does not have, the monitored model
+    writes one it has. Which prompts make the model invent depends on the CPU (llama.cpp's
+    numbers differ between AVX2 and AVX-512 builds: ``collections.`` got ``Counter()`` on
+    one machine, an invented name on another), so several are tried and at least one must."""
+    import importlib
 
-    name = lambda s: s.split("(")[0].strip()  # noqa: E731
-    assert not hasattr(collections, name(plain.insert_text)), plain.insert_text
-    assert hasattr(collections, name(monitored.insert_text)), monitored.insert_text
-    assert monitored.stats["monitors"]["members"]["interventions"] >= 1
+    sources = [
+        "import collections\n\ncounts = collections.", "import collections\n\nresult = collections.",
+        "import shutil\n\ncounts = shutil.", "import logging\n\nvalue = logging.",
+        "import textwrap\n\ncounts = textwrap.", "import logging\n\nresult = logging.",
+    ]
+    first = lambda s: (re.match(r"[A-Za-z_]\w*", s) or re.match("", s)).group(0)  # noqa: E731
+    invented = 0
+    for src in sources:
+        module = importlib.import_module(src.split()[1])
+        # jedi's first look at a module can take longer than the monitors' 300 ms budget on a
+        # busy machine (then: no opinion, by design); this test is about the verdict, so load it first
+        engine.monitor_suite().runner.call(("py-members", src, "", None), timeout=120)
+        plain = engine.complete_text(src, options={"monitors": [], "line_mode": "single", "cache": False})
+        if hasattr(module, first(plain.insert_text)):
+            continue
+        invented += 1
+        monitored = engine.complete_text(src, options={"line_mode": "single", "cache": False})
+        assert hasattr(module, first(monitored.insert_text)), (src, plain.insert_text, monitored.insert_text)
+        assert monitored.stats["monitors"]["members"]["interventions"] >= 1
+    assert invented >= 1, "the model invented no member at any of the prompts: pick others"
 
 
 @pytest.mark.model
