@@ -191,11 +191,11 @@ def test_scoped_name_filters_give_what_jedi_gives():
     from jedi.inference import filters
 
     from completion.evaluation import member_sites, name_sites
-    from monitors.python import jedi_analysis
+    from monitors.python import parso_patches
 
-    jedi_analysis._patch_parso()
+    parso_patches.install()
     patched = filters._AbstractUsedNamesFilter.values
-    assert patched is jedi_analysis._scoped_values
+    assert patched is parso_patches._scoped_values
     path = argparse.__file__
     src = Path(path).read_text(encoding="utf-8")
     rnd = random.Random(1)
@@ -212,17 +212,25 @@ def test_scoped_name_filters_give_what_jedi_gives():
         comps = jedi.Script(code, path=path).complete(line, offset - line_start)
         return sorted((c.name, c.type) for c in comps)
 
+    # the analyzer's settings: with jedi's dynamic parameters on, which inferences hit jedi's
+    # recursion limits depends on the order names are looked at, and so did the answers
+    dynamic = ("dynamic_params", "dynamic_params_for_other_modules", "dynamic_array_additions")
+    saved = {k: getattr(jedi.settings, k) for k in dynamic}
     answered = 0
     try:
+        for k in dynamic:
+            setattr(jedi.settings, k, False)
         for k, offset in enumerate(sites):
             filters._AbstractUsedNamesFilter.values = patched
             ours = complete(offset, 2 * k)
-            filters._AbstractUsedNamesFilter.values = jedi_analysis._module_values
+            filters._AbstractUsedNamesFilter.values = parso_patches._originals["values"]
             theirs = complete(offset, 2 * k + 1)
             assert ours == theirs, src[offset - 60 : offset]
             answered += bool(ours)
     finally:
         filters._AbstractUsedNamesFilter.values = patched
+        for k, v in saved.items():
+            setattr(jedi.settings, k, v)
     assert answered >= len(sites) - 4  # (a loop variable of an untyped list has no members)
 
 
@@ -917,7 +925,7 @@ def test_names_bracket_scans_start_outside_strings(runner, small_vocab):
 def test_fast_used_names_equal_parsos_own():
     import parso
 
-    from monitors.python.jedi_analysis import _fast_used_names
+    from monitors.python.parso_patches import _used_names as _fast_used_names
 
     def reference(module):  # parso 0.8's recursive walk
         out: dict[str, list] = {}

@@ -7,7 +7,6 @@ calls must run on the ``AnalysisRunner`` thread: jedi is not thread-safe.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import inspect
 import keyword
@@ -20,6 +19,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import parso_patches
 
 log = logging.getLogger(__name__)
 
@@ -87,94 +88,6 @@ class _SharedStateScript:
         script._code = code
         cache.clear_time_caches()
         return script
-
-
-def _fast_used_names(module):
-    """parso's ``Module.get_used_names`` without recursion: the same mapping (every name leaf,
-    by value, in document order) in about 40% of the time. jedi asks for it once per document
-    version, and on a 2,000-line file the recursive walk cost 14 ms of each analysis."""
-    if module._used_names is None:
-        from parso.python.tree import UsedNamesMapping
-
-        dct: dict[str, list] = {}
-        stack = [iter(module.children)]
-        while stack:
-            for node in stack[-1]:
-                children = getattr(node, "children", None)
-                if children is not None:
-                    stack.append(iter(children))
-                    break
-                if node.type == "name":
-                    names = dct.get(node.value)
-                    if names is None:
-                        dct[node.value] = [node]
-                    else:
-                        names.append(node)
-            else:
-                stack.pop()
-        module._used_names = UsedNamesMapping(dct)
-    return module._used_names
-
-
-def _patch_parso() -> None:
-    """Install ``_fast_used_names`` on the parso versions it was checked against (0.8.x), and
-    ``_scoped_values`` on jedi 0.19's name filters."""
-    import parso
-    from parso.python.tree import Module
-
-    if parso.__version__.startswith("0.8.") and Module.get_used_names is not _fast_used_names:
-        Module.get_used_names = _fast_used_names
-    import jedi
-    from jedi.inference import filters
-
-    cls = filters._AbstractUsedNamesFilter
-    if jedi.__version__.startswith("0.19.") and cls.values is not _scoped_values:
-        global _module_values
-        _module_values = cls.values
-        cls.values = _scoped_values
-
-
-_module_values = None
-
-
-def _scoped_values(self):
-    """jedi's ``_AbstractUsedNamesFilter.values`` for a filter of a class or function: the same
-    names, but only the ones inside the scope are looked at.
-
-    jedi lists a scope's names by going through every name *of the module* -- for each of the
-    ~20,000 names of a 2,000-line file ``is_definition``, then whether its scope is this one --
-    once per class of the MRO and again for ``self.`` attributes, on every new document version.
-    That was most of the 60-75 ms of the first ``self.`` of a class. Every filter of this kind
-    keeps only names inside its scope (``_is_name_reachable`` asks for the scope itself;
-    ``SelfAttributeFilter`` for names between its start and end), so leaving out the names
-    outside it first changes nothing: the same definitions reach ``_filter`` in the same order
-    (names by the module's first use of their text, each one's in document order).
-    """
-    scope = self._parser_scope
-    used = self._used_names
-    if scope is None or scope.type == "file_input":
-        return _module_values(self)
-    index = getattr(used, "_steercode_index", None)
-    if index is None:
-        names = sorted((n for ns in used.values() for n in ns), key=lambda n: n.start_pos)
-        order = {key: i for i, key in enumerate(used)}
-        index = ([n.start_pos for n in names], names, order, {})
-        try:
-            used._steercode_index = index
-        except AttributeError:  # not parso's mapping: the original way
-            return _module_values(self)
-    positions, names, order, by_scope = index
-    span = (scope.start_pos, scope.end_pos)
-    defs = by_scope.get(span)
-    if defs is None:
-        lo = bisect.bisect_left(positions, span[0])
-        hi = bisect.bisect_right(positions, span[1])
-        grouped: dict[str, list] = {}
-        for n in names[lo:hi]:
-            if n.is_definition(include_setitem=True):
-                grouped.setdefault(n.value, []).append(n)
-        defs = by_scope[span] = [grouped[k] for k in sorted(grouped, key=order.__getitem__)]
-    return self._convert_names(name for group in defs for name in self._filter(group))
 
 
 _MISSING = object()
@@ -291,7 +204,7 @@ class JediAnalyzer:
     def __init__(self, root: str | None = None, *, dynamic_params: bool = False) -> None:
         import jedi  # imported lazily: only Python monitors need it
 
-        _patch_parso()
+        parso_patches.install()
         self._jedi = jedi
         # jedi infers un-annotated parameters from every call site in the module, and list
         # contents from every .append: 200-700 ms on a 2,000-line file. Monitors answer "no
