@@ -22,8 +22,11 @@ def _edits(seed: int, n: int) -> list[str]:
     lines = SRC.splitlines(keepends=True)
     out = []
     for _ in range(n):
-        kind = rnd.choice(["type", "type", "jump", "delete", "insert", "break", "dedent"])
+        kind = rnd.choice(["type", "type", "jump", "jump", "delete", "insert", "break", "dedent", "blank"])
         i = rnd.randrange(20, len(lines) - 20)
+        if kind == "jump" and rnd.random() < 0.5:  # a block's last line, before blank lines
+            ends = [j for j in range(20, len(lines) - 20) if lines[j].strip() and not lines[j + 1].strip()]
+            i = rnd.choice(ends)
         if kind == "type":  # a line cut and typed back, a few keystrokes at a time
             line = lines[i]
             for k in range(len(line) - len(line.lstrip()), len(line), max(1, len(line) // 4)):
@@ -38,6 +41,8 @@ def _edits(seed: int, n: int) -> list[str]:
             del lines[i : i + rnd.randint(1, 6)]
         elif kind == "insert":
             lines[i:i] = ["    def added(self, x):\n", "        return x.\n", "\n"]
+        elif kind == "blank":
+            lines[i:i] = ["\n"] * rnd.randint(1, 3)
         elif kind == "break":
             lines[i] = lines[i].rstrip("\n") + " (( [\n"
         else:
