@@ -53,11 +53,7 @@ def _collect(node, cache: dict | None) -> dict[str, list]:
             children = getattr(child, "children", None)
             if children is not None:
                 if cache is not None and child.type in _CACHED_TYPES:
-                    hit = cache.get(id(child))
-                    if hit is None or hit[0] is not child:
-                        hit = (child, _collect(child, cache))
-                        cache[id(child)] = hit
-                    for value, names in hit[1].items():
+                    for value, names in _cached_names(child, cache).items():
                         known = dct.get(value)
                         if known is None:
                             dct[value] = list(names)
@@ -83,23 +79,30 @@ def _used_names(module):
     if module._used_names is None:
         from parso.python.tree import UsedNamesMapping
 
-        doc = _documents.get(id(module))
-        cache = doc[1] if doc is not None and doc[0] is module else None
-        module._used_names = UsedNamesMapping(_collect(module, cache))
+        module._used_names = UsedNamesMapping(_collect(module, _cache_of(module)))
     return module._used_names
 
 
-def _names_under(node) -> dict[str, list]:
-    """The used names inside ``node`` (a class's or function's kept between versions)."""
-    root = node.get_root_node()
-    doc = _documents.get(id(root))
-    cache = doc[1] if doc is not None and doc[0] is root else None
-    if cache is None or node.type not in _CACHED_TYPES:
-        return _collect(node, cache)
+def _cache_of(module) -> dict | None:
+    """The kept names of a diff-parsed module's classes and functions (None: not one)."""
+    doc = _documents.get(id(module))
+    return doc[1] if doc is not None and doc[0] is module else None
+
+
+def _cached_names(node, cache: dict) -> dict[str, list]:
+    """The used names inside a class or function, from ``cache`` or collected into it."""
     hit = cache.get(id(node))
     if hit is None or hit[0] is not node:
         hit = cache[id(node)] = (node, _collect(node, cache))
     return hit[1]
+
+
+def _names_under(node) -> dict[str, list]:
+    """The used names inside ``node`` (a class's or function's kept between versions)."""
+    cache = _cache_of(node.get_root_node())
+    if cache is None or node.type not in _CACHED_TYPES:
+        return _collect(node, cache)
+    return _cached_names(node, cache)
 
 
 def _forget_changed(module) -> None:
@@ -294,7 +297,6 @@ def install() -> None:
         diff.DiffParser._get_old_line_stmt = _old_line_stmt
         _originals["finish"] = diff._NodesTreeNode.finish
         _originals["name_of_position"] = Module.get_name_of_position
-        _originals["used_names"] = Module.get_used_names
         Module.get_used_names = _used_names
         Module.get_name_of_position = _name_of_position
         diff.DiffParser.update = _update
