@@ -922,31 +922,6 @@ def test_names_bracket_scans_start_outside_strings(runner, small_vocab):
     assert not check(m, src, "", "size, *argz)", small_vocab)
 
 
-def test_fast_used_names_equal_parsos_own():
-    import parso
-
-    from monitors.python.parso_patches import _used_names as _fast_used_names
-
-    def reference(module):  # parso 0.8's recursive walk
-        out: dict[str, list] = {}
-
-        def walk(node):
-            if hasattr(node, "children"):
-                for c in node.children:
-                    walk(c)
-            elif node.type == "name":
-                out.setdefault(node.value, []).append(node)
-
-        walk(module)
-        return out
-
-    code = open(re.__file__).read() + "\nclass K:\n    def f(self, a):\n        return [a for a in self.b]\n"
-    ours = _fast_used_names(parso.parse(code))
-    ref = reference(parso.parse(code))
-    assert set(ours) == set(ref) and len(ref) > 50
-    assert all([(n.value, n.start_pos) for n in ours[k]] == [(n.value, n.start_pos) for n in ref[k]] for k in ref)
-
-
 def test_names_monitor_accepts_real_code_and_rejects_misspelt_names():
     """The original lines of real modules all pass (no false rejections); the same lines with one
     name misspelt are mostly caught (bindings such as `for` targets are rightly let through).

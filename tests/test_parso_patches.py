@@ -63,6 +63,7 @@ def _shape(node) -> list:
 
 
 def _walk_names(module) -> dict[str, list]:
+    """parso 0.8's own used-names walk (recursive)."""
     out: dict[str, list] = {}
 
     def walk(node):
@@ -80,6 +81,16 @@ def _walk_names(module) -> dict[str, list]:
 def grammar():
     parso_patches.install()
     return parso.load_grammar()
+
+
+def test_used_names_of_a_fresh_parse_equal_parsos_own():
+    import re
+
+    code = open(re.__file__).read() + "\nclass K:\n    def f(self, a):\n        return [a for a in self.b]\n"
+    ours = parso_patches._used_names(parso.parse(code))
+    ref = _walk_names(parso.parse(code))
+    assert set(ours) == set(ref) and len(ref) > 50
+    assert all([(n.value, n.start_pos) for n in ours[k]] == [(n.value, n.start_pos) for n in ref[k]] for k in ref)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
