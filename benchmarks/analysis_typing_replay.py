@@ -24,15 +24,12 @@ import sysconfig
 import time
 from pathlib import Path
 
+from member_analysis_replay import _pct  # the same percentiles as the other replay (run as a script)
+
 from completion.evaluation import member_sites
 from monitors.base import MonitorContext, Pending
 from monitors.suite import MonitorSuite
 from monitors.vocabulary import Vocabulary
-
-
-def _pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return round(v[min(len(v) - 1, int(q * len(v)))], 1) if v else 0.0
 
 
 def main() -> None:
