@@ -528,6 +528,20 @@ def test_a_parameter_already_stored_is_no_new_attribute_name(runner, small_vocab
     assert check(m, src, "", "width = width", small_vocab)  # not stored yet: may be defined
 
 
+def test_a_local_the_method_bound_may_be_stored_as_a_new_attribute(runner, small_vocab):
+    """json's JSONDecodeError computes ``lineno`` and then stores ``self.lineno = lineno``."""
+    src = ("class E(ValueError):\n    def __init__(self, msg, doc, pos):\n"
+           "        lineno = doc.count('\\n', 0, pos) + 1\n        self.msg = msg\n"
+           "        for part, rest in doc:\n            pass\n        self.┃\n")
+    m = MembersMonitor(runner, 20000)
+    assert check(m, src, "", "lineno = lineno", small_vocab)
+    assert check(m, src, "", "part = part", small_vocab)
+    assert not check(m, src, "", "colno = 0", small_vocab)  # bound nowhere: rejected
+    assert not check(m, src, "", "lineno.bit_length()", small_vocab)  # not a member: only as a definition
+    stored = src.replace("self.msg = msg", "self._lineno = lineno")
+    assert not check(m, stored, "", "lineno = lineno", small_vocab)  # stored already, under another name
+
+
 def test_a_nested_classs_attributes_are_no_evidence_for_the_outer_self(runner, small_vocab):
     """HelpFormatter._Section's ``self.parent`` is not HelpFormatter's."""
     src = ("class F:\n    def __init__(self, width):\n        self.width = width\n        self.┃\n\n"

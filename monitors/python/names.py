@@ -160,6 +160,9 @@ class MembersSession(IdentifierSession):
         # (``self._indent_increment = indent_increment``: not ``self.indent_increment`` again)
         stored = re.findall(re.escape(root) + r"\.[^\W\d]\w*\s*=\s*([^\W\d]\w*)[ \t]*(?:#.*)?$", full[at:s], re.M)
         names.update(p for p in params if p not in stored)
+        # and a local the function bound before the cursor (``lineno = doc.count(...)`` then
+        # ``self.lineno = lineno``), under the same condition
+        names.update(n for n in _locals_bound(full[at:s]) if n not in stored and n != root)
         ns = NameSet(names)
         self._bindings[root] = ns
         return ns
@@ -280,6 +283,23 @@ def _enclosing_def(full: str, s: int) -> tuple[list[str], int]:
             header = _DEF_HEADER.match(full, i, s)
             return (re.findall(r"([^\W\d]\w*)\s*(?:[:=,]|$)", header.group(1)), i) if header else ([], s)
     return [], s
+
+
+def _locals_bound(body: str) -> set[str]:
+    """The names a function body binds at the start of a statement (a regex guess):
+    ``x = …``, ``x: T = …``, ``a, b = …``, ``for x in``, ``with … as x``, ``except … as x``."""
+    names: set[str] = set()
+    for m in _LOCAL_TARGETS.finditer(body):
+        names.update(re.findall(r"[^\W\d]\w*", m.group(1) or m.group(2) or m.group(3)))
+    return names
+
+
+_LOCAL_TARGETS = re.compile(
+    r"^[ \t]+(?:([^\W\d]\w*(?:[ \t]*,[ \t]*[^\W\d]\w*)*)[ \t]*(?::[^=\n]*)?=(?!=)"
+    r"|for[ \t]+([^\W\d]\w*(?:[ \t]*,[ \t]*[^\W\d]\w*)*)[ \t]+in\b"
+    r"|(?:with|except)\b[^\n]*?\bas[ \t]+([^\W\d]\w*)[ \t]*:)",
+    re.M,
+)
 
 
 _DEF_HEADER = re.compile(r"def\s+\w+\s*\(([^)]*)\)[^\n]*:[^\n]*\n")
