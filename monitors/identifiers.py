@@ -172,12 +172,26 @@ class IdentifierSession:
             if isinstance(legal, Pending):
                 pending = legal
                 continue
+            if not self.user_prefix_known(full, s, legal):
+                continue
             self.stats.constrained.add(len(generated))
             complete = e < len(full) or (text is None and not opaque)
             verdict = self.judge(full, s, e, word, complete, legal)
             if not verdict:
                 return verdict  # False, or a Rewind
         return True if pending is None else pending
+
+    def user_prefix_known(self, full: str, s: int, legal: NameSet) -> bool:
+        """When the user typed the start of the identifier at ``full[s]`` (``self.ca┃``), does
+        a legal name start so? When none does, the user is writing a name the analysis does not
+        know (a new attribute, a name defined later): no opinion, rather than no suggestion."""
+        if s >= self.cursor_at:
+            return True
+        typed = self.typed[s : self.cursor_at]
+        return not typed or self.admits_prefix(full, s, typed, legal)
+
+    def admits_prefix(self, full: str, s: int, prefix: str, legal: NameSet) -> bool:
+        return legal.admits(prefix, False)
 
     def judge(self, full: str, s: int, e: int, word: str, complete: bool, legal: NameSet) -> bool | Rewind:
         """Is identifier ``full[s:e]`` acceptable? (Subclasses refine, e.g. for bindings.)"""
@@ -200,7 +214,7 @@ class IdentifierSession:
             if not self.in_context(full, s):
                 return None
             legal = self.legal_at(full, s)
-            if legal is None or isinstance(legal, Pending):
+            if legal is None or isinstance(legal, Pending) or not self.user_prefix_known(full, s, legal):
                 return None
             ids = legal.tokens(full[s:], self.ctx.vocab)
             healed = self.ctx.text[self.ctx.offset : self.ctx.cursor]  # the user's text the model regenerates

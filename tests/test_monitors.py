@@ -542,6 +542,23 @@ def test_a_local_the_method_bound_may_be_stored_as_a_new_attribute(runner, small
     assert not check(m, stored, "", "lineno = lineno", small_vocab)  # stored already, under another name
 
 
+def test_a_name_the_user_started_that_the_analysis_does_not_know_gets_no_opinion(runner, small_vocab):
+    """``self.ca┃`` in ``__init__``: the user is writing a new attribute (``self.cache = {}``).
+    No legal name starts with ``ca``, so rejecting every token would leave no suggestion at all."""
+    src = "class A:\n    def __init__(self, size):\n        self.size = size\n        self.ca┃\n"
+    m = MembersMonitor(runner, 20000)
+    assert check(m, src, "", "che = {}", small_vocab)
+    # a prefix some member has still constrains: ``self.si┃`` only to ``size``
+    assert not check(m, src.replace("self.ca┃", "self.si┃"), "", "zes = 1", small_vocab)
+    assert check(m, src.replace("self.ca┃", "self.si┃"), "", "ze = 1", small_vocab)
+    # and the model's own names are judged as before
+    assert not check(m, src.replace("self.ca┃", "self.┃"), "", "cache = {}", small_vocab)
+    names = NamesMonitor(runner, 20000)
+    use = "def f(size):\n    return siz┃\n"
+    assert not check(names, use, "", "ing", small_vocab)  # ``sizing``: no such name
+    assert check(names, use.replace("siz┃", "qq┃"), "", "x + size", small_vocab)  # nothing starts with ``qq``
+
+
 def test_a_nested_classs_attributes_are_no_evidence_for_the_outer_self(runner, small_vocab):
     """HelpFormatter._Section's ``self.parent`` is not HelpFormatter's."""
     src = ("class F:\n    def __init__(self, width):\n        self.width = width\n        self.┃\n\n"

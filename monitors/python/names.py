@@ -167,6 +167,12 @@ class MembersSession(IdentifierSession):
         self._bindings[root] = ns
         return ns
 
+    def admits_prefix(self, full: str, s: int, prefix: str, legal: NameSet) -> bool:
+        if legal.admits(prefix, False):
+            return True
+        binding = self._binding(full, s)
+        return binding is not None and binding.admits(prefix, False)
+
     def judge(self, full: str, s: int, e: int, word: str, complete: bool, legal: NameSet):
         if legal.admits(word, complete):
             return True
