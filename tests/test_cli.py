@@ -48,14 +48,16 @@ def test_complete_prints_the_whole_block_and_warm_runs(server_env):
 
 
 def test_repeats_monitor_turns_the_model_off_a_copy_of_the_line_above(server_env, tmp_path):
-    """json.decoder's ``self.pos = pos`` / ``self.┃``: steered by the members monitor alone, the
-    real model writes ``pos = pos`` again; with the repeats monitor it takes its next choice."""
-    import json.decoder
+    """logging's Handler: ``self._name = None`` / ``self.┃``: steered by the members monitor
+    alone, the real model writes ``_name = None`` again; with the repeats monitor it takes its
+    next choice."""
+    import logging
 
-    src = Path(json.decoder.__file__).read_text(encoding="utf-8")
-    cut = src.index("        self.pos = pos\n        self.") + len("        self.pos = pos\n        self.")
+    src = Path(logging.__file__).read_text(encoding="utf-8")
+    above = "        self._name = None\n        self."
+    cut = src.index(above) + len(above)
     doc = src[:cut] + src[src.index("\n", cut) :]
-    f = tmp_path / "decoder.py"
+    f = tmp_path / "handler.py"
     f.write_text(doc, encoding="utf-8")
     line, col = doc.count("\n", 0, cut), cut - (doc.rfind("\n", 0, cut) + 1)
 
@@ -66,9 +68,9 @@ def test_repeats_monitor_turns_the_model_off_a_copy_of_the_line_above(server_env
         assert p.returncode == 0, p.stderr.decode()
         return json.loads(p.stdout)
 
-    assert complete('["members"]')["completion"].strip() == "pos = pos"
+    assert complete('["members"]')["completion"].strip() == "_name = None"
     out = complete('["members", "repeats"]')
-    assert out["completion"].strip() and out["completion"].strip() != "pos = pos"
+    assert out["completion"].strip() and out["completion"].strip() != "_name = None"
     assert out["stats"]["rewinds"] >= 1 and out["stats"]["monitors"]["repeats"]["interventions"] >= 1
 
 
