@@ -137,6 +137,87 @@ def _literal_type_key(script, line: int, col: int):
     return None
 
 
+def _display_kind(script, line: int, col: int) -> str | None:
+    """``list``, ``dict`` or ``set`` when the expression before the ``.`` at (line, col - 1) is
+    a plain name whose every binding in its function is a display of that kind (``parts =
+    [header]``): such a name has that type's members, whatever its elements are. jedi infers a
+    list's element types before it gives the list (``parts.`` after ``parts = [action_header]``
+    in argparse.py: 220-380 ms). None when unsure: another binding in the function (a
+    parameter, a ``for`` target, ``+=``, an annotation, a call), ``global``/``nonlocal``/``del``,
+    a name bound in no function, or no binding before the cursor."""
+    module = script._module_node
+    leaf = module.get_leaf_for_position((line, col - 1))
+    if leaf is not None and leaf.type == "operator" and leaf.value == ".":
+        leaf = leaf.get_previous_leaf()
+    if leaf is None or leaf.type != "name" or leaf.end_pos != (line, col - 1):
+        return None
+    prev = leaf.get_previous_leaf()
+    if prev is not None and prev.type == "operator" and prev.value == ".":
+        return None  # ``a.parts.``: an attribute, not a local
+    scope = _scope_of(leaf)
+    if scope is None or scope.type != "funcdef":
+        return None
+    kinds = set()
+    before_cursor = False
+    for name in module.get_used_names().get(leaf.value, ()):
+        if not (scope.start_pos <= name.start_pos < scope.end_pos):
+            continue
+        parent = name.parent
+        if parent.type in ("global_stmt", "nonlocal_stmt", "del_stmt"):
+            return None
+        if name is leaf or not name.is_definition(include_setitem=False):
+            continue
+        if _scope_of(name) is not scope:
+            continue  # a nested function's or class's own name
+        kind = _display_of(name)
+        if kind is None:
+            return None
+        kinds.add(kind)
+        before_cursor = before_cursor or name.start_pos < leaf.start_pos
+    return kinds.pop() if len(kinds) == 1 and before_cursor else None
+
+
+def _scope_of(node):
+    """The function, lambda, class or module whose names ``node`` belongs to (comprehensions
+    count as the function around them: a name they bind makes ``_display_of`` give up)."""
+    node = node.parent
+    while node is not None and node.type not in ("funcdef", "lambdef", "classdef", "file_input"):
+        node = node.parent
+    return node
+
+
+def _display_of(name) -> str | None:
+    """The kind of display a plain ``name = <display>`` binds, else None."""
+    stmt = name.parent
+    if stmt.type != "expr_stmt" or len(stmt.children) != 3 or stmt.children[0] is not name:
+        return None
+    if stmt.children[1].type != "operator" or stmt.children[1].value != "=":
+        return None
+    rhs = stmt.children[2]
+    if rhs.type != "atom" or rhs.children[0].type != "operator":
+        return None
+    opening = rhs.children[0].value
+    if opening == "[":
+        return "list"
+    if opening != "{":
+        return None
+    if len(rhs.children) == 2:
+        return "dict"  # ``{}``
+    inner = rhs.children[1]
+    if inner.type == "dictorsetmaker":
+        first = inner.children[:2]
+        if any(c.type == "operator" and c.value in (":", "**") for c in first):
+            return "dict"  # ``{k: v, ...}``, ``{**d}``, ``{k: v for ...}``
+        if inner.children[0].type == "star_expr" or inner.children[1:2] and inner.children[1].type in (
+                "operator", "sync_comp_for", "comp_for"):
+            return "set"  # ``{a, b}``, ``{*xs}``, ``{x for ...}``
+        return None
+    return "set" if inner.type != "operator" else None  # ``{a}``
+
+
+_DISPLAY_CODE = {"list": "x = []\nx.", "dict": "d = {}\nd.", "set": "st = set()\nst."}
+
+
 def _signatures(sigs) -> tuple[Signature, ...] | None:
     """jedi signatures as plain data; None when there are none, or when one of them is a guess
     (a call must fit one of the overloads: judging by the others could reject a right call)."""
@@ -221,6 +302,8 @@ class JediAnalyzer:
         # without parsing the document again
         self._dot_types: OrderedDict[str, object] = OrderedDict()
         self._dot_completions: OrderedDict[str, dict] = OrderedDict()
+        # list/dict/set: the type key of a display of that kind, and the code that shows one
+        self._display_keys: dict[str, object] = {}
 
     def _project(self, path: str | None):
         key = self._default_root or (os.path.dirname(path) if path else os.getcwd())
@@ -292,12 +375,31 @@ class JediAnalyzer:
         if col < 2:
             return None
         try:
+            kind = _display_kind(script, line, col)
+            if kind is not None:
+                key = self._display_key(kind)
+                if key is not None:
+                    return key
             values = script.infer(line, col - 1)
             if not values:  # jedi infers no value for a literal: ``', '.``
                 return _literal_type_key(script, line, col)
             return self._type_key(values, before + after, path, len(before))
         except Exception:
             return None
+
+    def _display_key(self, kind: str):
+        """The type key jedi gives a ``kind`` display (the same key its own inference gives
+        one, so the members the warm-up cached under it are found)."""
+        if kind not in self._display_keys:
+            code = _DISPLAY_CODE[kind]
+            line, col = _end_position(code)
+            script = self._script(code + "\n", None)
+            try:
+                self._display_keys[kind] = self._type_key(script.infer(line, col - 1), code, None)
+            except Exception:
+                log.debug("no type key for a %s display", kind, exc_info=True)
+                self._display_keys[kind] = None
+        return self._display_keys[kind]
 
     def _store_type(self, key, value) -> None:
         if len(self._type_cache) > 2048:
@@ -324,7 +426,12 @@ class JediAnalyzer:
             if key is not None and key in self._type_cache:
                 self.type_hits += 1
                 return self._type_cache[key]
-            comps = script.complete(line, col)
+            display = next((k for k, v in self._display_keys.items() if v is not None and v == key), None)
+            if display is not None:  # members of the type itself, not through this document's names
+                code = _DISPLAY_CODE[display]
+                comps = self._script(code + "\n", None).complete(*_end_position(code))
+            else:
+                comps = script.complete(line, col)
             _remember(self._dot_completions, dot, {c.name: c for c in comps if c.type in ("function", "class")})
         names = frozenset(c.name for c in comps if c.type != "keyword")
         result = None if (not names or "__getattr__" in names) else names  # unknown / dynamic: no opinion
