@@ -7,6 +7,7 @@ import concurrent.futures
 import re
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,6 +291,22 @@ def test_a_local_bound_only_to_displays_is_keyed_by_the_display(body, kind):
         a = JediAnalyzer(None)
         expected = {c.name for c in jedi.Script(before + "\n").complete(line, col) if c.type != "keyword"}
         assert a.members(before, "\n", None) == expected
+
+
+def test_members_when_jedi_completes_nothing_after_inferring(monkeypatch):
+    """At argparse's ``elif inserts.get(i + 1) == '|':`` / ``inserts.┃`` jedi infers a dict,
+    then the same Script completes nothing: the monitor had no opinion there, and the eval
+    skipped the site for want of a truth. A new Script over the same parse gives dict's names."""
+    import argparse
+
+    import monitors.python.jedi_analysis as ja
+
+    monkeypatch.setattr(ja, "_display_kind", lambda *a: None)  # the path any other type takes
+    text = Path(argparse.__file__).read_text(encoding="utf-8")
+    head = "elif inserts.get(i + 1) == '|':\n                    inserts."
+    off = text.index(head) + len(head)
+    names = ja.JediAnalyzer(None).members(text[:off], text[off:], argparse.__file__)
+    assert names is not None and {"pop", "get", "items"} <= names
 
 
 def test_warm_up_caches_the_members_of_common_builtin_types():

@@ -432,6 +432,11 @@ class JediAnalyzer:
                 comps = self._script(code + "\n", None).complete(*_end_position(code))
             else:
                 comps = script.complete(line, col)
+                if not comps and key is not None:
+                    # a Script that has just inferred the expression can complete nothing after
+                    # it (argparse's ``inserts.``, a dict: 0 names, where a new Script over the
+                    # same parse gives 43)
+                    comps = self._script(before + after, path).complete(line, col)
             _remember(self._dot_completions, dot, {c.name: c for c in comps if c.type in ("function", "class")})
         names = frozenset(c.name for c in comps if c.type != "keyword")
         result = None if (not names or "__getattr__" in names) else names  # unknown / dynamic: no opinion
