@@ -204,13 +204,12 @@ def _display_of(name) -> str | None:
     if len(rhs.children) == 2:
         return "dict"  # ``{}``
     inner = rhs.children[1]
-    if inner.type == "dictorsetmaker":
-        first = inner.children[:2]
-        if any(c.type == "operator" and c.value in (":", "**") for c in first):
+    if inner.type == "dictorsetmaker":  # two children at least
+        head = inner.children[:2]
+        if any(c.type == "operator" and c.value in (":", "**") for c in head):
             return "dict"  # ``{k: v, ...}``, ``{**d}``, ``{k: v for ...}``
-        if inner.children[0].type == "star_expr" or inner.children[1:2] and inner.children[1].type in (
-                "operator", "sync_comp_for", "comp_for"):
-            return "set"  # ``{a, b}``, ``{*xs}``, ``{x for ...}``
+        if head[0].type == "star_expr" or head[1].type in ("operator", "sync_comp_for", "comp_for"):
+            return "set"  # ``{a, b}``, ``{*xs, 1}``, ``{x for ...}``
         return None
     return "set" if inner.type != "operator" else None  # ``{a}``
 
