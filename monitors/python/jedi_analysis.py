@@ -121,13 +121,19 @@ def _end_position(code_before: str) -> tuple[int, int]:
     return line, col
 
 
-def _literal_type_key(script, line: int, col: int):
-    """The type key of a string literal that ends just before the ``.`` at (line, col - 1):
-    ``', '.`` and ``b''.`` have the members of str and bytes whatever the document says."""
+def _leaf_before_dot(script, line: int, col: int):
+    """The parse leaf that ends just before the ``.`` at (line, col - 1), or None."""
     leaf = script._module_node.get_leaf_for_position((line, col - 1))
     if leaf is not None and leaf.type == "operator" and leaf.value == ".":
         leaf = leaf.get_previous_leaf()
-    if leaf is None or leaf.end_pos != (line, col - 1):
+    return leaf if leaf is not None and leaf.end_pos == (line, col - 1) else None
+
+
+def _literal_type_key(script, line: int, col: int):
+    """The type key of a string literal that ends just before the ``.`` at (line, col - 1):
+    ``', '.`` and ``b''.`` have the members of str and bytes whatever the document says."""
+    leaf = _leaf_before_dot(script, line, col)
+    if leaf is None:
         return None
     if leaf.type == "fstring_end":
         return ("literal", "str")
@@ -145,11 +151,8 @@ def _display_kind(script, line: int, col: int) -> str | None:
     in argparse.py: 220-380 ms). None when unsure: another binding in the function (a
     parameter, a ``for`` target, ``+=``, an annotation, a call), ``global``/``nonlocal``/``del``,
     a name bound in no function, or no binding before the cursor."""
-    module = script._module_node
-    leaf = module.get_leaf_for_position((line, col - 1))
-    if leaf is not None and leaf.type == "operator" and leaf.value == ".":
-        leaf = leaf.get_previous_leaf()
-    if leaf is None or leaf.type != "name" or leaf.end_pos != (line, col - 1):
+    leaf = _leaf_before_dot(script, line, col)
+    if leaf is None or leaf.type != "name":
         return None
     prev = leaf.get_previous_leaf()
     if prev is not None and prev.type == "operator" and prev.value == ".":
@@ -159,7 +162,7 @@ def _display_kind(script, line: int, col: int) -> str | None:
         return None
     kinds = set()
     before_cursor = False
-    for name in module.get_used_names().get(leaf.value, ()):
+    for name in script._module_node.get_used_names().get(leaf.value, ()):
         if not (scope.start_pos <= name.start_pos < scope.end_pos):
             continue
         parent = name.parent
@@ -301,8 +304,10 @@ class JediAnalyzer:
         # without parsing the document again
         self._dot_types: OrderedDict[str, object] = OrderedDict()
         self._dot_completions: OrderedDict[str, dict] = OrderedDict()
-        # list/dict/set: the type key of a display of that kind, and the code that shows one
+        # list/dict/set: the type key of a display of that kind; and for such a key, the code
+        # that shows one (its members are completed there, not through the document's names)
         self._display_keys: dict[str, object] = {}
+        self._display_codes: dict[object, str] = {}
 
     def _project(self, path: str | None):
         key = self._default_root or (os.path.dirname(path) if path else os.getcwd())
@@ -394,10 +399,13 @@ class JediAnalyzer:
             line, col = _end_position(code)
             script = self._script(code + "\n", None)
             try:
-                self._display_keys[kind] = self._type_key(script.infer(line, col - 1), code, None)
+                key = self._type_key(script.infer(line, col - 1), code, None)
             except Exception:
                 log.debug("no type key for a %s display", kind, exc_info=True)
-                self._display_keys[kind] = None
+                key = None
+            self._display_keys[kind] = key
+            if key is not None:
+                self._display_codes[key] = code
         return self._display_keys[kind]
 
     def _store_type(self, key, value) -> None:
@@ -425,9 +433,8 @@ class JediAnalyzer:
             if key is not None and key in self._type_cache:
                 self.type_hits += 1
                 return self._type_cache[key]
-            display = next((k for k, v in self._display_keys.items() if v is not None and v == key), None)
-            if display is not None:  # members of the type itself, not through this document's names
-                code = _DISPLAY_CODE[display]
+            code = self._display_codes.get(key) if key is not None else None
+            if code is not None:  # members of the type itself, not through this document's names
                 comps = self._script(code + "\n", None).complete(*_end_position(code))
             else:
                 comps = script.complete(line, col)
