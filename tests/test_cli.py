@@ -74,6 +74,21 @@ def test_repeats_monitor_turns_the_model_off_a_copy_of_the_line_above(server_env
     assert out["stats"]["rewinds"] >= 1 and out["stats"]["monitors"]["repeats"]["interventions"] >= 1
 
 
+def test_a_new_attribute_the_user_started_still_gets_a_suggestion(server_env, tmp_path):
+    """``self.ca┃`` in ``__init__``: no member starts with ``ca``. The members monitor used to
+    reject every token, and the suggestion was empty ("constraints: nothing allowed")."""
+    f = tmp_path / "store.py"
+    f.write_text("import os\n\n\nclass Store:\n    def __init__(self, root, size):\n        self.root = root\n"
+                 "        self.size = size\n        self.ca\n\n    def path_of(self, key):\n"
+                 "        return os.path.join(self.root, key)\n", encoding="utf-8")
+    p = run("complete", str(f), "--line", "7", "--character", "15", "--json", "--set", "line_mode=single",
+            "--set", "monitor_timeout_ms=20000", env=server_env)  # the analysis is waited for
+    assert p.returncode == 0, p.stderr.decode()
+    out = json.loads(p.stdout)
+    assert out["stats"]["monitors"]["members"]["timeouts"] == 0
+    assert out["completion"].strip() and out["stats"]["stop_reason"] != "constraints: nothing allowed"
+
+
 def test_complete_plain_prints_only_the_suggestion(server_env, tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def add(a, b):\n    return ")
