@@ -971,7 +971,7 @@ def test_a_monitor_that_raises_never_fails_the_completion(engine, monkeypatch):
 
 @pytest.mark.model
 def test_typescript_members_through_multilspy(engine, tmp_path):
-    from monitors.lsp import server_status
+    from monitors.languages import server_status
 
     if server_status()["typescript"] != "ok":
         pytest.fail("typescript-language-server is not installed: `steercode install-servers` (make setup) does it")
