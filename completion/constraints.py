@@ -3,8 +3,10 @@
 A constraint answers two questions about the text generated so far (``generated``, decoded,
 starting at the decode start -- healed text included):
 
-* ``check(generated, token, text) -> bool``: may this token come next? Called on the decoder's
-  preferred token first; cheap (microseconds).
+* ``check(generated, token, text) -> Verdict``: may this token come next? ACCEPT (True),
+  REJECT (False), ``Pending`` (an analysis is still running) or ``Rewind`` (rejected, and the
+  text went wrong earlier), see ``monitors.verdicts``. Called on the decoder's preferred token
+  first; cheap (microseconds).
 * ``allowed(generated) -> ndarray | None``: the ids that may come next, asked only after
   ``check`` has rejected candidates; None means "no opinion".
 
@@ -19,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from monitors.verdicts import Verdict
 from monitors.vocabulary import Vocabulary
 
 __all__ = ["Constraint", "HealingConstraint"]
@@ -28,7 +31,7 @@ __all__ = ["Constraint", "HealingConstraint"]
 class Constraint(Protocol):
     name: str
 
-    def check(self, generated: str, token: int, text: str | None) -> bool:
+    def check(self, generated: str, token: int, text: str | None) -> Verdict:
         """May ``token`` (whose text is ``text``; None for control/opaque tokens) follow ``generated``?"""
         ...
 

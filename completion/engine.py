@@ -23,6 +23,7 @@ from monitors.base import AnalysisRunner, MonitorContext
 from monitors.suite import MonitorSuite
 from monitors.syntax import canonical_language
 from monitors.textscan import is_word
+from monitors.verdicts import Rewind
 from monitors.vocabulary import Vocabulary
 
 from .backend import BackendConfig, LlamaBackend, ModelLoadError
@@ -115,8 +116,7 @@ class _Prefixed:
 
     def check(self, generated: str, token: int, text: str | None):
         r = self.inner.check(self.prefix + generated, token, text)
-        to = getattr(r, "to", None)
-        if to is not None and not hasattr(r, "done"):
+        if isinstance(r, Rewind):
             return False  # a rewind into the part already shown: a plain rejection here
         return r
 

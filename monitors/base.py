@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .verdicts import Pending, Rewind
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -112,50 +113,6 @@ class Monitor(Protocol):
     def start(self, ctx: MonitorContext) -> Any | None:
         """A session (a constraint) for this request, or None when there is nothing to say."""
         ...
-
-
-class Pending:
-    """An undecided answer: the analysis it needs is still running.
-
-    The decode loop accepts the token provisionally and asks again once ``done()``; by then the
-    constraint answers True or False (after the deadline: True, "no opinion").
-    """
-
-    __slots__ = ("deadline", "future")
-
-    def __init__(self, future: concurrent.futures.Future, deadline: float) -> None:
-        self.future = future
-        self.deadline = deadline
-
-    def done(self) -> bool:
-        return self.future.done() or time.monotonic() >= self.deadline
-
-    def wait(self) -> None:
-        remaining = self.deadline - time.monotonic()
-        if remaining > 0 and not self.future.done():
-            concurrent.futures.wait([self.future], timeout=remaining)
-
-    def __bool__(self) -> bool:  # never mistaken for a verdict
-        raise TypeError("a Pending answer is neither True nor False")
-
-
-class Rewind:
-    """A rejection that also says the generated text went wrong earlier, at ``to`` characters.
-
-    The decode loop may roll back to the token that produced that character and try its next
-    choice there (bounded per request): a dead end found late is undone, not papered over.
-    """
-
-    __slots__ = ("to",)
-
-    def __init__(self, to: int) -> None:
-        self.to = to
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"Rewind(to={self.to})"
 
 
 class _Timeout:
