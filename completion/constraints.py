@@ -9,6 +9,10 @@ starting at the decode start -- healed text included):
   first; cheap (microseconds).
 * ``allowed(generated) -> ndarray | None``: the ids that may come next, asked only after
   ``check`` has rejected candidates; None means "no opinion".
+* optionally ``may_end(generated) -> bool`` (the ``Ending`` protocol): may the suggestion end
+  as exactly this text?
+* optionally ``penalty(generated)`` (the ``Penalty`` protocol): amounts added to some tokens'
+  logits before the decoder chooses (the repetition penalty).
 
 Answers depend only on (request context, ``generated``), never on hidden state, so rolling back
 a rejected draft costs nothing. A constraint that raises is disabled for the request by the
@@ -17,6 +21,7 @@ decoder ("no opinion"), never failing the completion.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -24,7 +29,7 @@ import numpy as np
 from monitors.verdicts import Verdict
 from monitors.vocabulary import Vocabulary
 
-__all__ = ["Constraint", "HealingConstraint"]
+__all__ = ["Constraint", "Ending", "HealingConstraint", "Penalty"]
 
 
 @runtime_checkable
@@ -37,6 +42,30 @@ class Constraint(Protocol):
 
     def allowed(self, generated: str) -> np.ndarray | None:
         """Token ids that may follow ``generated`` (None: no opinion). Does not change state."""
+        ...
+
+
+@runtime_checkable
+class Ending(Protocol):
+    """A constraint that also judges where generation ends."""
+
+    name: str
+
+    def may_end(self, generated: str) -> bool:
+        """May the suggestion be exactly ``generated``? Asked before an end token or a stop
+        rule ends generation there (a refusal: the model makes its next choice instead)."""
+        ...
+
+
+@runtime_checkable
+class Penalty(Protocol):
+    """A constraint that also shifts the model's scores (a soft rule, not a verdict)."""
+
+    name: str
+
+    def penalty(self, generated: str) -> Sequence[tuple[np.ndarray, float]] | None:
+        """(token ids, amount added to their logits) for the token after ``generated``; None:
+        nothing. Asked at every step: cheap unless it applies. Does not change state."""
         ...
 
 

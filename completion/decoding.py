@@ -26,7 +26,7 @@ import numpy as np
 from monitors.verdicts import Pending, verdict_kind
 from monitors.vocabulary import Vocabulary
 
-from .constraints import Constraint
+from .constraints import Constraint, Ending, Penalty
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ _TRY_CANDIDATES = 12  # next-best tokens checked before asking constraints for a
 _SCAN_CANDIDATES = 256  # candidates scanned with check() when no constraint enumerates its set
 _MAX_REWINDS = 4  # dead ends undone per request at most
 _MAX_VERIFY = 7  # tokens per verification batch (see backend.SMALL_BATCH)
+_MAX_END_REFUSALS = 8  # ends refused per request at most (then the end stands)
 
 
 class Cancelled(Exception):
@@ -115,6 +116,8 @@ class DecodeStats:
     rewinds: int = 0  # dead ends undone (a constraint showed an earlier token was wrong)
     pending_wait_ms: float = 0.0  # time spent waiting for analyses at the end
     unverified_dropped: int = 0  # tokens left out at the deadline because their analysis had not landed
+    end_refusals: int = 0  # ends (an end token, a stop rule's cut) that a constraint's may_end refused
+    penalized: int = 0  # steps whose scores a penalty shifted
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -137,6 +140,8 @@ class DecodeStats:
             "rewinds": self.rewinds,
             "pending_wait_ms": round(self.pending_wait_ms, 2),
             "unverified_dropped": self.unverified_dropped,
+            "end_refusals": self.end_refusals,
+            "penalized": self.penalized,
         }
 
 
@@ -353,8 +358,12 @@ class GenerateOptions:
 
     max_tokens: int
     constraints: Sequence[Constraint] = ()
-    #: ``stop(text)``: where to cut the text generated so far when generation should end (None: go on)
+    #: ``stop(text)``: where to cut the text generated so far when generation should end (None:
+    #: go on). Before it ends there, constraints with ``may_end`` are asked about the cut text
     stop: Callable[[str], int | None] | None = None
+    #: ``pause(text)``: like ``stop``, but the cut text is not the end of the suggestion (its
+    #: first line, returned early; the rest is generated later), so ``may_end`` is not asked
+    pause: Callable[[str], int | None] | None = None
     cancel: CancelToken | None = None
     sampling: Sampling = Sampling()
     drafter: Drafter | None = None
@@ -513,7 +522,8 @@ class _Generation:
         pend: list = []
         rewind: list[int] = []
         step = len(self.toks)
-        tok = self.dec.choose(row, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
+        scored = self._penalized(row, out.text)
+        tok = self.dec.choose(scored, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
                               self.forbidden.get(step), rewind)
         if rewind and 0 <= rewind[0] < len(out.text):
             if stats.rewinds < _MAX_REWINDS:
@@ -527,6 +537,15 @@ class _Generation:
             else:
                 # out of rewinds: end the suggestion before the dead end rather than write past it
                 self._end(rewind[0], "constraints: dead end")
+            return
+        if tok is not None and self.dec._is_stop(tok) and not self._may_end(out.text):
+            # a constraint says the suggestion may not end here: the model's next choice
+            self.forbidden.setdefault(step, set()).add(tok)
+            self.rows.insert(0, row)
+            if row_input is not None:
+                self.row_inputs.insert(0, row_input)
+            if expected is not None:
+                self.draft.insert(0, expected)
             return
         if tok is None or self.dec._is_stop(tok):
             self._end(None, "end token" if tok is not None else "constraints: nothing allowed")
@@ -548,14 +567,65 @@ class _Generation:
         elif self.rows:
             self.rows, self.draft, self.row_inputs = [], [], []
             self.be.truncate(self.n_prompt + len(self.toks) - 1)
-        stop = self.opts.stop
+        stop, pause = self.opts.stop, self.opts.pause
         if stop is not None and not out.pending:
             c = stop(out.text)
+            if c is not None:
+                if not self._may_end(out.text[:c]):
+                    # the stop rule would end the suggestion where a constraint says it may not
+                    # end: this token is taken back and the model makes its next choice
+                    self._rollback(step)
+                    self.stats.rollbacks -= 1
+                    self.forbidden.setdefault(step, set()).add(tok)
+                    return
+                self._end(c, "stop rule")
+                return
+        if pause is not None and not out.pending:
+            c = pause(out.text)
             if c is not None:
                 self._end(c, "stop rule")
                 return
         if len(self.toks) >= self.max_tokens:
             self._end(None, "max tokens")
+
+    def _penalized(self, row: np.ndarray, text: str) -> np.ndarray:
+        """``row`` with the penalties of the constraints that have one added (a copy; the row
+        itself stays as the model gave it)."""
+        out = row
+        for c in list(self.active):
+            if not isinstance(c, Penalty):
+                continue
+            try:
+                shifts = c.penalty(text)
+            except Exception as exc:
+                self.dec._disable(c, self.active, self.stats, exc)
+                continue
+            for ids, amount in shifts or ():
+                if len(ids):
+                    if out is row:
+                        out = row.copy()
+                    out[ids] += amount
+                    self.stats.penalized += 1
+        return out
+
+    def _may_end(self, text: str) -> bool:
+        """May the suggestion end as ``text``? Asks the constraints that say (``may_end``); a
+        refusal counts, and once they are used up every end stands."""
+        if self.stats.end_refusals >= _MAX_END_REFUSALS:
+            return True
+        for c in list(self.active):
+            if not isinstance(c, Ending):
+                continue
+            try:
+                ok = c.may_end(text)
+            except Exception as exc:
+                self.dec._disable(c, self.active, self.stats, exc)
+                continue
+            if not ok:
+                self.stats.end_refusals += 1
+                self.stats.interventions[c.name] = self.stats.interventions.get(c.name, 0) + 1
+                return False
+        return True
 
     def _end(self, cut: int | None, reason: str) -> None:
         """Generation ends (once pending verifications settle): the text is cut at ``cut``."""

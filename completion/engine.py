@@ -28,7 +28,7 @@ from monitors.vocabulary import Vocabulary
 
 from .backend import BackendConfig, LlamaBackend, ModelLoadError
 from .cache import SuggestionCache
-from .constraints import Constraint, HealingConstraint
+from .constraints import Constraint, Ending, HealingConstraint
 from .decoding import Cancelled, CancelToken, Decoder, Sampling
 from .document import line_bounds
 from .drafting import CombinedDrafter, DraftPolicy, NgramIndex, PromptLookupDrafter, RecycledDrafter
@@ -122,6 +122,30 @@ class _Prefixed:
 
     def allowed(self, generated: str):
         return self.inner.allowed(self.prefix + generated)
+
+    def may_end(self, generated: str) -> bool:
+        return not isinstance(self.inner, Ending) or self.inner.may_end(self.prefix + generated)
+
+
+def _well_formed_end(text: str, healing: str, constraints: list) -> str:
+    """``text`` cut back to its last line end where every constraint that judges ends
+    (``may_end``, the syntax constraint) lets the suggestion end; "" when none does. A
+    constraint that raises has no opinion."""
+    enders = [c for c in constraints if isinstance(c, Ending)]
+
+    def ok(t: str) -> bool:
+        for c in enders:
+            try:
+                if not c.may_end(healing + t):
+                    return False
+            except Exception:
+                log.warning("constraint %s failed judging an end; no opinion", c.name, exc_info=True)
+        return True
+
+    while text and not ok(text):
+        nl = text.rfind("\n")
+        text = text[:nl].rstrip() if nl >= 0 else ""
+    return text
 
 
 def _spare_cores(threads: int) -> int:
@@ -478,7 +502,7 @@ class Engine:
         if suite is not None:
             mctx = MonitorContext(
                 text=req.text, offset=prompt.decode_start, cursor=req.offset, language=lang,
-                path=req.path, vocab=m.vocab, root=self.root,
+                path=req.path, vocab=m.vocab, root=self.root, multiline=mode.multiline,
             )
             sessions = suite.sessions(mctx)
             constraints.extend(sessions)
@@ -500,8 +524,11 @@ class Engine:
             if len(gen) < len(healing):
                 return None
             c = rules.feed(gen[len(healing) :])
-            if c is not None:
-                return c + len(healing)
+            return None if c is None else c + len(healing)
+
+        def pause(gen: str) -> int | None:
+            if len(gen) < len(healing):
+                return None
             if first_line:
                 f = _first_line_end(gen[len(healing) :])
                 if f is not None:
@@ -520,6 +547,7 @@ class Engine:
             max_tokens=s.max_tokens,
             constraints=constraints,
             stop=stop,
+            pause=pause if first_line or budget is not None else None,
             cancel=cancel,
             sampling=Sampling(temperature=s.temperature, top_p=s.top_p, seed=s.seed),
             threads=self._thread_hint(suite, m.backend) if sessions else None,
@@ -547,6 +575,8 @@ class Engine:
             if b is not None:
                 after = after[:b]
         text = rules.finish(after, cut_short=cut_short)
+        if not unfinished:
+            text = _well_formed_end(text, healing, constraints)
         text = _document_line_ends(text, req.text)
         range_end = req.offset
         if text and not mode.multiline and rules.line_after.strip():
@@ -685,6 +715,7 @@ class Engine:
         )
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full, cut_short=result.stats.stop_reason == "max tokens")
+        block = _well_formed_end(block, job.healing, job.constraints)
         block = _document_line_ends(block, job.req.text)  # as for the first line (it was stored with \n)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,

@@ -343,8 +343,46 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 # eval
 
 
+def _eval_infill(args: argparse.Namespace) -> int:
+    from benchmarks.infill import dump, format_table, run_infill
+    from completion.engine import Engine, ModelLoadError
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"steercode: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    engine = Engine(_settings_from_args(args))
+    try:
+        engine.load()
+    except ModelLoadError as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 3
+    try:
+        report = run_infill(
+            engine, single=args.single, multi=args.multi, seed=args.seed,
+            modes=args.modes.split(",") if args.modes else None, corpus=args.paths, corpus_sites_n=args.sites,
+            progress=lambda m: print(f"[eval] {m}", file=sys.stderr, flush=True),
+        )
+    except (RuntimeError, ValueError) as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.close()
+    print(format_table(report))
+    if args.json:
+        dump(report, args.json)
+    if args.details:
+        Path(args.details).write_text(json.dumps(report["_records"], indent=1))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
+    if args.task == "infill":
+        return _eval_infill(args)
+    if not args.paths:
+        print(f"steercode: eval {args.task} needs Python files or directories", file=sys.stderr)
+        return 2
     from completion.engine import Engine, ModelLoadError
     from completion.evaluation import dump, format_table, run_eval
 
@@ -569,10 +607,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(j)
     j.set_defaults(func=cmd_stdio)
 
-    e = sub.add_parser("eval", help="measure monitor-guided decoding (members / calls / names) on real code")
-    e.add_argument("task", choices=["members", "calls", "names"])
-    e.add_argument("paths", nargs="+", help="Python files or directories")
-    e.add_argument("--sites", type=int, default=200)
+    e = sub.add_parser("eval", help="measure steered decoding: members / calls / names on real code, "
+                                     "infill on HumanEval")
+    e.add_argument("task", choices=["members", "calls", "names", "infill"])
+    e.add_argument("paths", nargs="*", help="Python files or directories (infill: the corpus for the "
+                                               "repetition rate at blank lines of real files; optional)")
+    e.add_argument("--sites", type=int, default=200, help="sites to sample (infill: corpus sites)")
+    e.add_argument("--single", type=int, default=300, help="infill: single-line tasks")
+    e.add_argument("--multi", type=int, default=150, help="infill: multi-line tasks")
+    e.add_argument("--modes", help="infill: comma-separated modes (default: all of plain, monitors, syntax, "
+                                   "repetition, all)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--details", metavar="OUT", help="write every site's completions and verdicts (JSON)")
     e.add_argument("--json", metavar="OUT", help="write the report here")

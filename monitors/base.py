@@ -58,6 +58,7 @@ class MonitorContext:
     path: str | None
     vocab: Vocabulary
     root: str | None = None  # project root for analysis
+    multiline: bool = False  # the suggestion may be a block (else: one line)
 
     @property
     def base(self) -> str:
