@@ -24,9 +24,8 @@ import sysconfig
 import time
 from pathlib import Path
 
-from member_analysis_replay import _pct  # the same percentiles as the other replay (run as a script)
-
-from completion.evaluation import member_sites
+from benchmarks.evaluation import member_sites
+from benchmarks.member_analysis_replay import _pct  # the same percentiles as the other replay
 from monitors.base import MonitorContext, Pending
 from monitors.suite import MonitorSuite
 from monitors.vocabulary import Vocabulary

@@ -18,7 +18,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from completion.evaluation import member_sites
+from benchmarks.evaluation import member_sites
 from monitors.base import AnalysisRunner
 from monitors.suite import MonitorSuite
 

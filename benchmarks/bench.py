@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .decoding import CancelToken
-from .engine import CompletionRequest, Engine
-from .settings import Settings
+from completion.decoding import CancelToken
+from completion.engine import CompletionRequest, Engine
+from completion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def bench_typing(
                 jobs0 = len(engine.monitor_suite().runner.job_ms)  # type: ignore[union-attr]
         elif mode in ("naive", "llama-cpp-python", "lookup"):
             engine.close()  # never two models at once
-            from .backend import LlamaCppPythonPeer
+            from completion.backend import LlamaCppPythonPeer
 
             peer = LlamaCppPythonPeer(model_path, n_ctx=n_ctx, threads=threads, lookup=mode == "lookup", fresh=mode == "naive")
         elif mode == "llama-server":

@@ -41,9 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from completion.engine import CompletionRequest, Engine
 from monitors.syntax import parse
-
-from .engine import CompletionRequest, Engine
 
 log = logging.getLogger(__name__)
 
