@@ -31,6 +31,8 @@ from completion.decoding import CancelToken
 from completion.engine import CompletionRequest, Engine
 from completion.settings import Settings
 
+from .analysis import trigger_job_ms
+
 log = logging.getLogger(__name__)
 
 __all__ = ["TYPING_MODES", "bench_decode", "bench_typing", "default_region"]
@@ -265,7 +267,7 @@ def bench_typing(
         }
         suite = engine.monitor_suite() if mode == "steercode" else None
         if suite is not None:  # the analyses themselves, timed in the worker (no queueing)
-            jobs = suite.runner.trigger_job_ms(since=jobs0)
+            jobs = trigger_job_ms(suite.runner, since=jobs0)
             report["modes"][mode].update(analysis_jobs=len(jobs), analysis_job_p50_ms=_pct(jobs, 0.5), analysis_job_p95_ms=_pct(jobs, 0.95))
         report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40], r.detail)
                                                  for r in runs]

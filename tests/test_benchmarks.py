@@ -28,3 +28,18 @@ def test_the_eval_truth_comes_from_a_process_of_its_own():
             w.truth("imports", "import ", "\n", None)
     with pytest.raises(ValueError, match="unknown analysis job"):
         worker.run("py-members-truth", "import argparse\nargparse.", "\n", None)
+
+
+def test_trigger_job_times_are_read_from_the_runners_record():
+    """The eval's and bench's worker times: the monitors' trigger analyses among the runner's
+    finished jobs (``job_ms``), from an index on, in documents of a given size; warm-ups and
+    pings left out."""
+    from types import SimpleNamespace
+
+    from benchmarks.analysis import trigger_job_ms
+
+    runner = SimpleNamespace(job_ms=[("warm-up", 900.0, 1), ("py-members", 40.0, 2500), ("ping", 0.1, 1),
+                                     ("py-signatures", 12.0, 300), ("py-imports", 7.0, 2000), ("lsp-members", 30.0, 2500)])
+    assert trigger_job_ms(runner) == [40.0, 12.0, 7.0]
+    assert trigger_job_ms(runner, min_lines=2000) == [40.0, 7.0]
+    assert trigger_job_ms(runner, since=2) == [12.0, 7.0]
