@@ -306,6 +306,46 @@ def decode_sites(paths: Sequence[str], n: int, seed: int) -> list[tuple[str, str
     return sorted(rnd.sample(out, min(n, len(out))), key=lambda x: (x[0], x[2]))
 
 
+def _replay_prompt(tokenize: Callable[[str], list[int]], doc: str, offset: int, n: int) -> list[int]:
+    """``n`` tokens of the document, those before the cursor last (only the length counts)."""
+    pool = tokenize(doc[offset:]) + tokenize(doc[:offset]) or [0]
+    while len(pool) < n:
+        pool = pool + pool
+    return pool[-n:]
+
+
+def _raw_decode_ms(model_path: str, settings: Settings, runs: Sequence[tuple[str, int, int, int]]) -> list[float]:
+    """The baseline for the decode loop's overhead: per run (document, cursor, prompt tokens,
+    generated tokens), the time bare backend calls take to decode as many tokens -- one eval and
+    one argmax per token after the first, nothing else -- after a prompt as long as the engine's.
+
+    A backend of its own on the same model, context size and threads, loaded once the engine's
+    is closed (never two models at once). Its tokens are its own greedy choices, not the
+    engine's: what an evaluation costs depends on how many tokens the context holds, not on
+    which they are, so the length of the prompt and the number of tokens are what is copied.
+    """
+    import numpy as np
+
+    from completion.backend import BackendConfig, LlamaBackend
+
+    be = LlamaBackend(BackendConfig(model_path=model_path, n_ctx=settings.context_size, n_threads=settings.threads,
+                                    n_threads_batch=settings.threads_batch))
+    try:
+        be.warm_up()
+        out = []
+        for doc, offset, n_prompt, n_gen in runs:
+            be.eval_prompt(_replay_prompt(lambda t: be.tokenize(t, add_bos=False, special=False), doc, offset, n_prompt))
+            tok = int(np.argmax(be.tail_logits()))
+            t0 = time.perf_counter()
+            for _ in range(n_gen - 1):
+                be.eval([tok])
+                tok = int(np.argmax(be.logits(-1)))
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+    finally:
+        be.close()
+
+
 def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settings: Settings | None = None,
                  related: Sequence[str] = (), progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Drafting off and on at the same sites; ``related`` are texts of other open documents."""
@@ -316,7 +356,7 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
     engine.load()
     chosen = decode_sites(paths, sites, seed)
     res: dict[str, list] = {"off": [], "on": []}
-    raw_ms: list[float] = []
+    replays: list[tuple[str, int, int, int]] = []  # drafting off: what bare backend calls replay
     for k, (p, text, off) in enumerate(chosen):
         doc = text[:off] + text[text.find("\n", off) if text.find("\n", off) >= 0 else len(text):]
         # an unmeasured pass first: the monitors' analyses are then warm for both measured modes
@@ -327,9 +367,11 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
                                                   options={"drafting": mode == "on"}, related=tuple(related)))
             res[mode].append((c.insert_text, c.stats))
             if mode == "off":
-                raw_ms.append(engine.raw_replay_ms())
+                replays.append((doc, off, int(c.stats["prompt_tokens"]), int(c.stats["generated_tokens"])))
         progress(f"{k + 1}/{len(chosen)} sites")
+    model_path = str(engine.describe()["path"])
     engine.close()
+    raw_ms = _raw_decode_ms(model_path, engine.settings, replays)
     report: dict[str, Any] = {"task": "decode", "files": list(paths), "related_documents": len(related),
                               "sites": len(chosen), "modes": {}}
     for mode, rows in res.items():
