@@ -163,6 +163,20 @@ def _llama_vim_window(text: str, cursor: int, lines: int = 256) -> str:
     return text[start:cursor]
 
 
+def _window_texts(engine: Engine, path: str, base: str, a: int, typed_region: str) -> list[str]:
+    """The document text steercode's prompt holds at every keystroke (for the peers): each
+    keystroke's document completed once, with the engine's settings (the window's token budget
+    depends on them) but no monitors, drafting or cache, and cut where the completion's prompt
+    window started (its ``window_start`` stat)."""
+    texts = []
+    for i in range(len(typed_region) + 1):
+        doc = base[:a] + typed_region[:i] + base[a:]
+        comp = engine.complete(CompletionRequest(text=doc, offset=a + i, language=_lang(path), path=str(path),
+                                                 options={"monitors": [], "drafting": False, "cache": False}))
+        texts.append(doc[comp.stats["window_start"] : a + i])
+    return texts
+
+
 def bench_typing(
     path: str,
     *,
@@ -183,8 +197,7 @@ def bench_typing(
                               "interval_ms": interval_ms, "max_tokens": max_tokens, "modes": {}}
     engine = Engine(settings.merge({"line_mode": "single", "max_tokens": max_tokens})[0])
     engine.load()
-    # the prompt text steercode would use at every keystroke (the peers get the same text)
-    prompt_texts = [engine.prompt_window_text(base[:a] + typed_region[:i] + base[a:], a + i) for i in range(len(typed_region) + 1)]
+    prompt_texts: list[str] = []  # the peers' prompts: steercode's at every keystroke (when a peer needs them)
     model_path = engine.describe()["path"]
     threads = engine.describe()["threads"]
     n_ctx = engine.describe()["n_ctx"]
@@ -196,12 +209,15 @@ def bench_typing(
         peer: Any = None
         jobs0 = 0
         if mode == "steercode":
+            # the KV cache is empty: the engine was loaded (or reloaded after a peer) since its
+            # last request
             engine.cache.clear()
-            engine._model.backend.reset()  # type: ignore[union-attr]
             if engine.monitor_suite() is not None:
                 engine.wait_warm()
                 jobs0 = len(engine.monitor_suite().runner.job_ms)  # type: ignore[union-attr]
         elif mode in ("naive", "llama-cpp-python", "lookup"):
+            if not prompt_texts:
+                prompt_texts = _window_texts(engine, path, base, a, typed_region)
             engine.close()  # never two models at once
             from completion.backend import LlamaCppPythonPeer
 

@@ -587,14 +587,6 @@ class Engine:
         self._last_shown = (req, s, text)
         return Completion(text, req.offset, range_end, mode.multiline, stats)
 
-    def prompt_window_text(self, text: str, offset: int) -> str:
-        """The document text steercode's prompt holds for this cursor (for peers in benchmarks)."""
-        m = self._model
-        if m is None:
-            raise EngineNotReady("the model is not loaded")
-        p = m.builder.build(text, offset, budget=_prompt_budget(self.settings, m.backend.n_ctx))
-        return text[p.window_start : offset]
-
     # ---- background work -------------------------------------------------------------------
     @property
     def has_background(self) -> bool:
