@@ -233,7 +233,6 @@ class Engine:
         self._draft_policy = DraftPolicy()
         self._stream_indexes: OrderedDict[tuple[int, int, int], NgramIndex] = OrderedDict()  # text key -> index
         self._context_index: NgramIndex | None = None  # the prompt's n-grams, kept across requests
-        self.last_decode: tuple[list[int], list[int]] = ([], [])
         self.root: str | None = None  # project root for static analysis (the LSP workspace)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -616,32 +615,7 @@ class Engine:
             self._background = _Continuation(req, s, mode, prompt, list(result.tokens), result.tokens_text, constraints, rules,
                                              healing, markers, drafter)
         self._last_shown = (req, s, text)
-        self.last_decode = (list(prompt.tokens), list(result.tokens))
         return Completion(text, req.offset, range_end, mode.multiline, stats)
-
-    def raw_replay_ms(self) -> float:
-        """Time to evaluate the last completion's tokens with bare backend calls (one eval and
-        one argmax per token, nothing else): the baseline for the decode loop's overhead."""
-        import numpy as np
-
-        prompt, toks = self.last_decode
-        with self._lock:
-            be = self._model.backend  # type: ignore[union-attr]
-            be.eval_prompt(prompt)
-            np.argmax(be.tail_logits())
-            t0 = time.perf_counter()
-            for t in toks[:-1]:
-                be.eval([t])
-                np.argmax(be.logits(-1))
-            return (time.perf_counter() - t0) * 1000
-
-    def prompt_window_text(self, text: str, offset: int) -> str:
-        """The document text steercode's prompt holds for this cursor (for peers in benchmarks)."""
-        m = self._model
-        if m is None:
-            raise EngineNotReady("the model is not loaded")
-        p = m.builder.build(text, offset, budget=_prompt_budget(self.settings, m.backend.n_ctx))
-        return text[p.window_start : offset]
 
     # ---- background work -------------------------------------------------------------------
     @property

@@ -384,7 +384,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"steercode: eval {args.task} needs Python files or directories", file=sys.stderr)
         return 2
     from completion.engine import Engine, ModelLoadError
-    from completion.evaluation import dump, format_table, run_eval
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -396,6 +395,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         print(f"steercode: {exc}", file=sys.stderr)
         return 3
+    from benchmarks.evaluation import dump, format_table, run_eval
+
     report = run_eval(
         args.task, args.paths, sites=args.sites, seed=args.seed, engine=engine,
         progress=lambda m: print(f"[eval] {m}", file=sys.stderr, flush=True),
@@ -415,7 +416,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
-    from completion.bench import TYPING_MODES, bench_decode, bench_typing
+    from benchmarks.bench import TYPING_MODES, bench_decode, bench_typing
 
     settings = _settings_from_args(args)
     say = lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True)  # noqa: E731

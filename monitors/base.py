@@ -147,10 +147,6 @@ def _hidden_main():
                 setattr(main, k, v)
 
 
-#: the jedi analyses monitors ask for at their triggers (``worker.run`` kinds)
-_TRIGGER_JOBS = frozenset({"py-members", "py-signatures", "py-imports"})
-
-
 class AnalysisRunner:
     """Runs static analysis jobs (``monitors.worker.run(*job)``) with a time budget and a cache.
 
@@ -168,7 +164,8 @@ class AnalysisRunner:
         self._lock = threading.RLock()
         self._cache_size = cache_size
         #: (job kind, ms, document lines) of the latest finished jobs, timed by the worker itself
-        #: (no queueing)
+        #: (no queueing): the ms every job's future carries anyway (``worker.run_timed``), kept
+        #: for whoever wants to know what the analyses cost (the benchmarks report them)
         self.job_ms: collections.deque[tuple[str, float, int]] = collections.deque(maxlen=10000)
         self._running = 0
         self._root = root
@@ -276,11 +273,6 @@ class AnalysisRunner:
 
         inner.add_done_callback(done)
         return inner
-
-    def trigger_job_ms(self, since: int = 0, min_lines: int = 0) -> list[float]:
-        """The worker's own ms of the monitors' trigger analyses among ``job_ms[since:]``, in
-        documents of at least ``min_lines`` lines (warm-ups and the eval's truth jobs left out)."""
-        return [ms for kind, ms, lines in list(self.job_ms)[since:] if kind in _TRIGGER_JOBS and lines >= min_lines]
 
     def prefetch(self, key: Hashable, job: tuple, semantic_key: Callable[[], str | None]) -> bool:
         """Start ``job`` ahead of need, unless its answer is already known: under ``key``, or
