@@ -355,7 +355,7 @@ class StopRules:
                     self.reason = "no indented block after the opener"
                     return max(offsets[i] - 1, 0)
                 block_indent = indent
-            elif indent < block_indent:
+            elif indent < self._dedent_floor(block_indent):
                 self.reason = "dedent"
                 return max(offsets[i] - 1, 0)
             if (self.below and stripped == self.below[0].strip() and (i > 0 or self.cursor_line_blank)
@@ -381,6 +381,15 @@ class StopRules:
                 self.reason = "max lines"
                 return max(offsets[i] - 1, 0)
         return self._suffix_follows(lines, offsets, final)
+
+    def _dedent_floor(self, block_indent: int) -> int:
+        """How far a block may dedent before it ends: to its own indentation, or -- at a blank
+        line inside a block that the text below goes on at a lower level -- to that level (the
+        suggestion may close the inner block first; the document goes on where it lands)."""
+        if not self.cursor_line_blank or not self.below:
+            return block_indent
+        below = _indent_width(self.below[0])
+        return below if 0 < below < block_indent else block_indent
 
     def _suffix_follows(self, lines: list[str], offsets: list[int], final: bool) -> int | None:
         """A block ends before a line of its own (not its first) that starts as the next line

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import MonitorContext, MonitorStats
-from .syntax import canonical_language, offset_to_byte, parse
+from .syntax import bracket_depth, canonical_language, offset_to_byte, parse
 from .textscan import is_word, line_start
 from .verdicts import Rewind, Verdict
 
@@ -363,6 +363,8 @@ class SyntaxSession:
         ls = line_start(text, ctx.offset)
         self.head_line = text[ls : ctx.offset]  # the cursor's line before the decode start
         self.at_statement_start = not self.head_line.strip()
+        # inside brackets (a call's arguments, a dict's lines) indentation means nothing
+        self.in_brackets = self.python and bracket_depth(text, ctx.offset, "python") > 0
         self.levels, self.prev = self._context(text, ls) if self.python else ([], None)
         self.next_indent = self._next_code_indent(text, ctx.cursor) if self.python else None
 
@@ -418,7 +420,7 @@ class SyntaxSession:
                 if not self.multiline and len(generated) > self.healed:
                     return self._line_end(generated)
                 return True
-            if self.python and text.strip():
+            if self.python and not self.in_brackets and text.strip():
                 v = self._indentation(generated, text)
                 if v is not True:
                     return v
@@ -524,7 +526,10 @@ class SyntaxSession:
             # that the lines below go on (``return (a +``): its line end decides
             return True
         self.stats.constrained.add(len(generated))
-        return False  # a block opener where the next line is not indented deeper
+        # a block opener where the next line is not indented deeper: back to the word's start,
+        # so that the decoder takes its next choice for the line (every token after the word
+        # would be refused)
+        return Rewind(max(len(full) - len(s) - len(self.head_line), 0))
 
     def describe(self) -> dict[str, Any]:
         d = self.stats.as_dict()

@@ -75,7 +75,8 @@ def test_javascript_uses_tree_sitter_errors():
 def test_a_block_opener_before_a_same_indent_line_is_refused():
     s = session(FIB)
     # its first word settles it (a single line at a statement start)
-    assert s.check("if", SX, " x") is False
+    r = s.check("if", SX, " x")
+    assert isinstance(r, Rewind) and r.to == 0
     assert s.check("return", ONE, " 1") is True
     # and at the line's end the whole line is checked: a rewind to its start
     r = s.check("else:", NL, "\n")
