@@ -13,8 +13,9 @@ Modes side by side, same tasks, same model, greedy: ``plain`` (no monitors), ``m
 analysis monitors), ``syntax`` (+ the syntax constraint), ``repetition`` (+ the repetition
 penalty), ``all``. Per kind and mode: ``pass_rate``, ``parse_rate`` (the filled program
 compiles), ``exact_rate`` (the suggestion is the removed text, whitespace aside),
-``repetition_rate`` (share of multi-line suggestions whose statement structure repeats:
-``monitors.repetition.has_repetition``; the removed text itself is measured as ``truth``),
+``repetition_rate`` (share of multi-line suggestions where a unit of statements occurs three
+times in a row: ``monitors.repetition.has_repetition``; the removed text itself is measured as
+``truth``),
 ``empty_rate``, p50/p95 ms. Each timed request follows an untimed one-token request at the same
 place (it moves the KV cache to the task's document, as a keystroke there would have), so the
 times are what a request costs once the document is in the cache.

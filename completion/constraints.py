@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from monitors.verdicts import Verdict
+from monitors.verdicts import Shift, Verdict
 from monitors.vocabulary import Vocabulary
 
 __all__ = ["Constraint", "Ending", "HealingConstraint", "Penalty"]
@@ -63,9 +63,10 @@ class Penalty(Protocol):
 
     name: str
 
-    def penalty(self, generated: str) -> Sequence[tuple[np.ndarray, float]] | None:
-        """(token ids, amount added to their logits) for the token after ``generated``; None:
-        nothing. Asked at every step: cheap unless it applies. Does not change state."""
+    def penalty(self, generated: str) -> Sequence[Shift] | None:
+        """Shifts of some tokens' logits for the token after ``generated`` (``Shift``: ids,
+        amount, and whether choosing one anyway ends the suggestion); None: nothing. Asked at
+        every step: cheap unless it applies. Does not change state."""
         ...
 
 

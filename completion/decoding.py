@@ -522,9 +522,18 @@ class _Generation:
         pend: list = []
         rewind: list[int] = []
         step = len(self.toks)
-        scored = self._penalized(row, out.text)
+        scored, shifts = self._penalized(row, out.text)
         tok = self.dec.choose(scored, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
                               self.forbidden.get(step), rewind)
+        if shifts and tok is not None and not rewind:
+            for name, sh in shifts:
+                if tok in sh.ids:
+                    if sh.end:  # chosen despite the shift: the suggestion ends before it
+                        stats.interventions[name] = stats.interventions.get(name, 0) + 1
+                        self._end(len(out.text), f"{name}: ends before a repeat")
+                        return
+                elif int(np.argmax(row)) in sh.ids:
+                    stats.interventions[name] = stats.interventions.get(name, 0) + 1
         if rewind and 0 <= rewind[0] < len(out.text):
             if stats.rewinds < _MAX_REWINDS:
                 # the model's choice shows an earlier token led into a dead end: undo it
@@ -588,10 +597,11 @@ class _Generation:
         if len(self.toks) >= self.max_tokens:
             self._end(None, "max tokens")
 
-    def _penalized(self, row: np.ndarray, text: str) -> np.ndarray:
+    def _penalized(self, row: np.ndarray, text: str) -> tuple[np.ndarray, list[tuple[str, Any]]]:
         """``row`` with the penalties of the constraints that have one added (a copy; the row
-        itself stays as the model gave it)."""
+        itself stays as the model gave it), and the (constraint name, shift) pairs applied."""
         out = row
+        applied: list[tuple[str, Any]] = []
         for c in list(self.active):
             if not isinstance(c, Penalty):
                 continue
@@ -600,13 +610,15 @@ class _Generation:
             except Exception as exc:
                 self.dec._disable(c, self.active, self.stats, exc)
                 continue
-            for ids, amount in shifts or ():
-                if len(ids):
+            for sh in shifts or ():
+                if len(sh.ids):
                     if out is row:
                         out = row.copy()
-                    out[ids] += amount
-                    self.stats.penalized += 1
-        return out
+                    out[sh.ids] += sh.amount
+                    applied.append((c.name, sh))
+        if applied:
+            self.stats.penalized += 1
+        return out, applied
 
     def _may_end(self, text: str) -> bool:
         """May the suggestion end as ``text``? Asks the constraints that say (``may_end``); a

@@ -25,7 +25,7 @@ import numpy as np
 from .base import MonitorContext, MonitorStats
 from .syntax import canonical_language, offset_to_byte, parse
 from .textscan import is_word, line_start
-from .verdicts import Rewind, Verdict
+from .verdicts import Rewind, Shift, Verdict
 
 __all__ = ["MAX_PERIOD", "RepetitionMonitor", "block_signatures", "block_statements", "has_repetition",
            "line_statement", "signature", "trailing_repeat"]
@@ -43,15 +43,20 @@ _NUMBER = re.compile(r"\d+")
 _WS = re.compile(r"\s+")
 
 
+#: node types that play the same part in a repeat (``if n == 2: …`` then ``elif n == 3: …``)
+_ALIASES = {"elif_clause": "if_statement", "elif": "if", "else_if_clause": "if_statement"}
+
+
 def signature(node, data: bytes, depth: int = 2) -> str:
     """The node's type with its children's types, ``depth`` levels down (comments: their text
-    with numbers masked)."""
+    with numbers masked; ``elif`` counts as ``if``)."""
     if node.type in _COMMENTS:
         text = data[node.start_byte : node.end_byte].decode("utf-8", "replace")
         return "comment:" + _NUMBER.sub("0", _WS.sub(" ", text).strip())
+    kind = _ALIASES.get(node.type, node.type)
     if depth <= 0 or not node.children:
-        return node.type
-    return node.type + "(" + ",".join(signature(c, data, depth - 1) for c in node.children) + ")"
+        return kind
+    return kind + "(" + ",".join(signature(c, data, depth - 1) for c in node.children) + ")"
 
 
 def line_statement(root, b: int):
@@ -116,13 +121,13 @@ def trailing_repeat(sigs: Sequence[str], max_period: int = MAX_PERIOD) -> tuple[
     return best
 
 
-def has_repetition(sigs: Sequence[str], min_statements: int = 3, max_period: int = MAX_PERIOD) -> bool:
-    """Does some unit repeat right after itself, covering at least ``min_statements``
-    statements (``a; a; a``, ``a b; a b``)?"""
+def has_repetition(sigs: Sequence[str], min_count: int = 3, max_period: int = MAX_PERIOD) -> bool:
+    """Does some unit of 1..``max_period`` statements occur ``min_count`` times in a row
+    (``a; a; a``, ``a b; a b; a b``)? Two alike in a row is ordinary code; three is a loop."""
     n = len(sigs)
     for end in range(2, n + 1):
         p, count = trailing_repeat(sigs[:end], max_period)
-        if p and p * count >= min_statements:
+        if p and count >= min_count:
             return True
     return False
 
@@ -131,6 +136,9 @@ def has_repetition(sigs: Sequence[str], min_statements: int = 3, max_period: int
 
 #: probabilities of a repeat's critical token are multiplied by LAMBDA ** count (RPG uses 0.9)
 LAMBDA = 0.9
+#: a unit that the block already holds this many times in a row is not started again: chosen
+#: despite the decay, its critical token ends the suggestion instead (a third ``elif n == 3``)
+END_AT = 2
 
 
 def _first_word(line: str) -> str:
@@ -155,8 +163,9 @@ class RepetitionSession:
 
     name = "repetition"
 
-    def __init__(self, ctx: MonitorContext, header: frozenset[str], lam: float = LAMBDA) -> None:
+    def __init__(self, ctx: MonitorContext, header: frozenset[str], lam: float = LAMBDA, end_at: int = END_AT) -> None:
         self.ctx = ctx
+        self.end_at = end_at
         self.language = canonical_language(ctx.language)
         self.log_lambda = math.log(lam)
         self.head = ctx.text[: ctx.offset]
@@ -190,9 +199,10 @@ class RepetitionSession:
         return None
 
     # ---- the penalty -----------------------------------------------------------------------
-    def penalty(self, generated: str) -> list[tuple[np.ndarray, float]] | None:
+    def penalty(self, generated: str) -> list[Shift] | None:
         """At a line start after a block that ends with a repeated unit (count >= 2), the tokens
-        that would start the unit once more get ``count * ln(lambda)`` on their logits."""
+        that would start the unit once more get ``count * ln(lambda)`` on their logits; from
+        ``END_AT`` repeats on, choosing one anyway ends the suggestion there."""
         full = self.head_line + generated
         k = full.rfind("\n")
         if k < 0:
@@ -215,7 +225,7 @@ class RepetitionSession:
             if len(rest) > len(word):  # the blanks before the word are not the repeat's start
                 ids = np.setdiff1d(ids, vocab.ids_prefix_of(rest[: len(rest) - len(word)]))
             self.stats.constrained.add(len(generated))
-            return [(ids, count * self.log_lambda)]
+            return [Shift(ids, count * self.log_lambda, end=count >= self.end_at)]
         finally:
             self.stats.check_ms += (time.perf_counter() - t0) * 1000
 
@@ -310,10 +320,11 @@ class RepetitionMonitor:
     name = "repetition"
     languages = frozenset({"python", "javascript", "typescript", "javascriptreact", "typescriptreact"})
 
-    def __init__(self, lam: float = LAMBDA) -> None:
+    def __init__(self, lam: float = LAMBDA, end_at: int = END_AT) -> None:
         self.lam = lam
+        self.end_at = end_at
 
     def start(self, ctx: MonitorContext) -> RepetitionSession | None:
         if canonical_language(ctx.language) is None:
             return None
-        return RepetitionSession(ctx, _header_lines(ctx), self.lam)
+        return RepetitionSession(ctx, _header_lines(ctx), self.lam, self.end_at)

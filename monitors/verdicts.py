@@ -18,7 +18,7 @@ import concurrent.futures
 import time
 from typing import Final, Literal
 
-__all__ = ["ACCEPT", "REJECT", "Pending", "Rewind", "Verdict", "verdict_kind"]
+__all__ = ["ACCEPT", "REJECT", "Pending", "Rewind", "Shift", "Verdict", "verdict_kind"]
 
 ACCEPT: Final = True
 REJECT: Final = False
@@ -69,6 +69,22 @@ class Rewind:
 
 
 Verdict = bool | Pending | Rewind
+
+
+class Shift:
+    """A soft answer (a penalty's): add ``amount`` to the logits of ``ids`` before choosing.
+    With ``end``, a choice among ``ids`` despite the shift ends the suggestion before it (the
+    model insists on what the penalty argues against: favour the end)."""
+
+    __slots__ = ("amount", "end", "ids")
+
+    def __init__(self, ids, amount: float, end: bool = False) -> None:
+        self.ids = ids
+        self.amount = float(amount)
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"Shift({len(self.ids)} ids, {self.amount:+.3f}{', end' if self.end else ''})"
 
 
 def verdict_kind(v: object) -> Literal["accept", "reject", "pending", "rewind"]:

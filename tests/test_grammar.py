@@ -15,7 +15,7 @@ from completion.engine import _well_formed_end
 from monitors.base import MonitorContext
 from monitors.grammar import SyntaxChecker, SyntaxMonitor
 from monitors.repetition import RepetitionMonitor, block_signatures, has_repetition, trailing_repeat
-from monitors.verdicts import Rewind
+from monitors.verdicts import Rewind, Shift
 from monitors.vocabulary import Vocabulary
 
 PIECES = [b"<eos>", b"\n", b"    ", b"if", b" x", b":", b"return", b" 1", b"elif", b"el", b"#", b"x", b" = 2", b"else",
@@ -134,7 +134,7 @@ def test_a_raising_constraint_is_no_opinion_and_the_suggestion_is_normal():
             raise RuntimeError("boom")
 
         def penalty(self, generated):
-            raise RuntimeError("boom")
+            raise RuntimeError("boom")  # noqa: B904
 
     vocab = Vocabulary([b"<eos>"] + [bytes([97 + i]) for i in range(20)], control=[0])
     plain = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=6, stop=lambda t: 3 if len(t) >= 5 else None)
@@ -181,8 +181,8 @@ def test_signatures_match_a_repeated_structure_and_not_different_code():
     assert trailing_repeat(["a", "b", "c", "c", "c"]) == (1, 3)
     assert trailing_repeat(["a", "b", "a", "b"]) == (2, 2)
     assert trailing_repeat(["a", "b", "c"]) == (0, 0)
-    assert has_repetition(["a", "a", "a"]) and has_repetition(["x", "a", "b", "a", "b"])
-    assert not has_repetition(["a", "a", "b"])  # two alike in a row is ordinary code
+    assert has_repetition(["a", "a", "a"]) and has_repetition(["x", "a", "b", "a", "b", "a", "b"])
+    assert not has_repetition(["a", "a", "b"]) and not has_repetition(["a", "b", "a", "b"])  # twice is ordinary
 
 
 def test_a_repeats_critical_token_is_decayed():
@@ -191,15 +191,19 @@ def test_a_repeats_critical_token_is_decayed():
     block = "elif n == 1: return 1\n    elif n == 2: return 2\n    "
     shifts = s.penalty(block)
     assert shifts is not None
-    ids, amount = shifts[0]
+    ids, amount = shifts[0].ids, shifts[0].amount
     assert amount == pytest.approx(2 * math.log(0.9))  # two in a row so far: lambda ** 2
+    assert shifts[0].end  # and a third one chosen anyway ends the suggestion before it
+    mon = RepetitionMonitor(end_at=3).start(ctx(ELIFS, multiline=True))
+    assert not mon.penalty(block)[0].end  # with end_at=3 a third may still come
+    assert mon.penalty(block + "elif n == 3: return 3\n    ")[0].end
     assert ELIF in ids and EL in ids and E in ids  # the tokens that would start a third
     assert ELSE not in ids and RET not in ids and IND not in ids
     # once the line has started, or without a repeat, there is no penalty
     assert s.penalty(block + "return") is None
     assert s.penalty("elif n == 1: return 1\n    ") is None
     # right after the newline: the blanks are not the repeat's start, a token with the word is
-    assert IND not in s.penalty("elif n == 1: return 1\n    elif n == 2: return 2\n")[0][0]
+    assert IND not in s.penalty("elif n == 1: return 1\n    elif n == 2: return 2\n")[0].ids
 
 
 def test_a_copy_of_the_functions_header_is_rewound():
@@ -215,7 +219,7 @@ def test_a_copy_of_the_functions_header_is_rewound():
 def test_penalty_shifts_the_scores_the_decoder_chooses_from():
     vocab = Vocabulary([b"<eos>", b"a", b"b", b"c"], control=[0])
 
-    class Shift:
+    class Decay:
         name = "repetition"
 
         def __init__(self, amount):
@@ -228,12 +232,34 @@ def test_penalty_shifts_the_scores_the_decoder_chooses_from():
             return None
 
         def penalty(self, generated):
-            return [(np.array([1]), self.amount)] if not generated else None
+            return [Shift(np.array([1]), self.amount)] if not generated else None
 
     script = {(2,): 1}  # after the prompt "b" the model strongly prefers "a" (+10 on its logit)
     plain = Decoder(FakeBackend(4, script=script), vocab, {0}).generate([2], max_tokens=6)
     assert plain.tokens[0] == 1
-    mild = Decoder(FakeBackend(4, script=script), vocab, {0}).generate([2], max_tokens=6, constraints=[Shift(-0.5)])
+    mild = Decoder(FakeBackend(4, script=script), vocab, {0}).generate([2], max_tokens=6, constraints=[Decay(-0.5)])
     assert mild.tokens == plain.tokens and mild.stats.penalized > 0  # a small decay does not beat +10
-    strong = Decoder(FakeBackend(4, script=script), vocab, {0}).generate([2], max_tokens=6, constraints=[Shift(-50.0)])
+    strong = Decoder(FakeBackend(4, script=script), vocab, {0}).generate([2], max_tokens=6, constraints=[Decay(-50.0)])
     assert strong.tokens[0] != 1 and strong.stats.penalized == 1
+
+
+def test_a_repeat_chosen_despite_the_decay_ends_the_suggestion():
+    vocab = Vocabulary([b"<eos>", b"a", b"b", b"c"], control=[0])
+
+    class EndOnA:
+        name = "repetition"
+
+        def check(self, generated, token, text):
+            return True
+
+        def allowed(self, generated):
+            return None
+
+        def penalty(self, generated):
+            return [Shift(np.array([1]), -0.1, end=True)] if len(generated) == 2 else None
+
+    script = {(2,): 1}
+    plain = Decoder(FakeBackend(4, script=script), vocab, {0}).generate([2], max_tokens=6)
+    r = Decoder(FakeBackend(4, script={**script, tuple([2] + plain.tokens[:2]): 1}), vocab, {0}).generate(
+        [2], max_tokens=6, constraints=[EndOnA()])
+    assert r.stats.stop_reason == "repetition: ends before a repeat" and r.text == plain.text[:2]
