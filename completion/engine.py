@@ -26,7 +26,7 @@ from monitors.textscan import is_word
 from monitors.verdicts import Rewind
 from monitors.vocabulary import Vocabulary
 
-from .backend import BackendConfig, LlamaBackend, ModelLoadError
+from .backend import BackendConfig, LlamaBackend, ModelLoadError, VocabTokenizer
 from .cache import SuggestionCache
 from .constraints import Constraint, Ending, HealingConstraint
 from .decoding import Cancelled, CancelToken, Decoder, Sampling
@@ -37,6 +37,7 @@ from .models import resolve_model_path
 from .prompt import PromptBuilder
 from .settings import Settings
 from .stops import StopRules, decide_line_mode
+from .vocab_head import VocabHeadUnavailable, code_model_path
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _prompt_budget(s: Settings, n_ctx: int) -> int:
 def _cache_config(s: Settings, req: CompletionRequest) -> tuple:
     """Everything besides the text that a cached suggestion depends on (the language and path
     too: an empty ``app.js`` was answered with what an empty ``main.py`` got)."""
-    return (req.language, req.path, s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
+    return (req.language, req.path, s.model_path, s.vocabulary, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
             s.fim_template, s.token_healing, s.context_tokens, s.suffix_tokens)
 
 
@@ -208,7 +209,8 @@ class _Model:
     builder: PromptBuilder
     decoder: Decoder
     marker_texts: tuple[str, ...]
-    path: str
+    path: str  # the model file configured (a code-vocabulary model is derived from it)
+    head: dict[str, Any] = field(default_factory=dict)  # which output head, and why
 
 
 class Engine:
@@ -277,15 +279,7 @@ class Engine:
         progress("locating model", 5)
         path = resolve_model_path(s.model_path)
         t1 = time.perf_counter()
-        progress(f"loading {path.name}", 30)
-        backend = LlamaBackend(
-            BackendConfig(
-                model_path=str(path),
-                n_ctx=s.context_size,
-                n_threads=s.threads,
-                n_threads_batch=s.threads_batch,
-            )
-        )
+        backend, head = self._load_backend(path, progress)
         t2 = time.perf_counter()
         progress("indexing vocabulary", 60)
         try:
@@ -331,7 +325,33 @@ class Engine:
         log.info(
             "model ready: %s, template=%s, %s", path.name, template.name if template else "prefix-only", self.load_stats
         )
-        return _Model(backend, vocab, template, builder, decoder, tuple(m for m in markers if m), str(path))
+        return _Model(backend, vocab, template, builder, decoder, tuple(m for m in markers if m), str(path), head)
+
+    def _load_backend(self, path, progress: ProgressFn) -> tuple[LlamaBackend, dict[str, Any]]:
+        """The backend for ``path`` with the output head the settings ask for: ``code`` loads
+        the derived code-vocabulary model (built at first use), or the full model when this
+        one cannot have it (the reason is kept for describe/doctor)."""
+        s = self.settings
+
+        def config(model: str, tokenizer: str | None = None) -> BackendConfig:
+            return BackendConfig(model_path=model, n_ctx=s.context_size, n_threads=s.threads,
+                                 n_threads_batch=s.threads_batch, tokenizer_path=tokenizer)
+
+        note = ""
+        if s.vocabulary == "code":
+            progress("preparing the code vocabulary", 15)
+            try:
+                code = code_model_path(path, tokenizer=lambda p: VocabTokenizer(p).tokenize,
+                                       progress=lambda msg: progress(msg, 20))
+                progress(f"loading {path.name} (code vocabulary)", 30)
+                backend = LlamaBackend(config(str(code.path), str(path)))
+                return backend, {"vocabulary": "code", "file": str(code.path), "n_original": code.n_original,
+                                 "keep_origin": code.keep_origin, "built": code.built}
+            except (VocabHeadUnavailable, ModelLoadError, OSError, ValueError) as exc:
+                note = f"the code vocabulary is unavailable ({exc})"
+                log.warning("%s: %s; using the full vocabulary", path.name, note)
+        progress(f"loading {path.name}", 30)
+        return LlamaBackend(config(str(path))), {"vocabulary": "full", "note": note}
 
     def update_settings(self, settings: Settings) -> bool:
         """Adopt new settings; True when the model must be reloaded for them to apply."""
@@ -349,7 +369,8 @@ class Engine:
         if m is None:
             return {"ready": False, "error": self._load_error}
         d = m.backend.describe()
-        d.update(ready=True, template=m.template.name if m.template else "prefix-only", load=self.load_stats)
+        d.update(model_file=d["path"], path=m.path, head=dict(m.head), ready=True,
+                 template=m.template.name if m.template else "prefix-only", load=self.load_stats)
         return d
 
     def close(self) -> None:
@@ -598,6 +619,7 @@ class Engine:
         stats.update(
             cache_hit=False,
             template=prompt.template,
+            vocabulary=m.head.get("vocabulary", "full"),
             healing=healing,
             line_mode="multi" if mode.multiline else "single",
             line_mode_reason=mode.reason,

@@ -53,6 +53,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
     changes: dict[str, Any] = dict(defaults or {})
     if getattr(args, "model", None):
         changes["model_path"] = args.model
+    if getattr(args, "vocabulary", None):
+        changes["vocabulary"] = args.vocabulary
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
     if getattr(args, "max_tokens", None) is not None:
@@ -75,6 +77,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="GGUF model file (default: the embedded Gemma-3-270M)")
+    p.add_argument("--vocabulary", choices=["full", "code"],
+                   help="output head: the tokens code uses (default, faster) or the model's full vocabulary")
     p.add_argument("--threads", type=int, help="decode threads (default: physical cores)")
     p.add_argument("--max-tokens", type=int, help="most tokens to generate")
     p.add_argument("--line-mode", choices=["auto", "single", "multi"], help="single/multi-line policy")
@@ -547,6 +551,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         row("model", d["path"])
         row("model size", f"{d['size_bytes'] / 1e6:.1f} MB, {d['n_params'] / 1e6:.0f}M params, {d['description']}")
         row("vocabulary", f"{d['n_vocab']} tokens, FIM template: {d['template']}")
+        head = d.get("head", {})
+        if head.get("vocabulary") == "code":
+            row("output head", f"code: {d['n_vocab']} of {head['n_original']} tokens ({head['keep_origin']}), {head['file']}")
+        else:
+            row("output head", f"full{': ' + head['note'] if head.get('note') else ''}")
         row("context", f"{d['n_ctx']} tokens (trained {d['n_ctx_train']}), sliding window {d['n_swa']}")
         row("threads", f"{d['threads']} decode / {d['threads_batch']} prompt")
         row("batch invariant", "yes (exact drafting)" if d["batch_invariant"] else "NO: llamafile build, drafting off")
