@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml | $(PY)
 	fi
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c 'from completion.models import embedded_model_path; print("embedded model:", embedded_model_path())'
+	$(PY) -c 'from completion.models import embedded_model_path; from completion.vocab_head import code_model_path; print("code-vocabulary model:", code_model_path(embedded_model_path()).path)'
 	$(VENV)/bin/steercode install-servers
 	@touch $(STAMP)
 

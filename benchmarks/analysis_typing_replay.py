@@ -24,9 +24,9 @@ import sysconfig
 import time
 from pathlib import Path
 
-from member_analysis_replay import _pct  # the same percentiles as the other replay (run as a script)
-
-from completion.evaluation import member_sites
+from benchmarks.analysis import trigger_job_ms
+from benchmarks.evaluation import member_sites
+from benchmarks.member_analysis_replay import _pct  # the same percentiles as the other replay
 from monitors.base import MonitorContext, Pending
 from monitors.suite import MonitorSuite
 from monitors.vocabulary import Vocabulary
@@ -77,7 +77,7 @@ def main() -> None:
             walls.append((time.perf_counter() - t0) * 1000)
             undecided += members.stats.timeouts > 0
             time.sleep(args.interval_ms / 1000)
-        jobs = r.trigger_job_ms(min_lines=2000)
+        jobs = trigger_job_ms(r, min_lines=2000)
         print(f"{len(walls)} member triggers typed at {args.interval_ms:.0f} ms a key in files of 2,000+ lines: "
               f"wall p50 {_pct(walls, 0.5)} ms, p95 {_pct(walls, 0.95)} ms, max {_pct(walls, 1.0)} ms "
               f"({undecided} past the monitors' budget); worker time of every analysis job there "

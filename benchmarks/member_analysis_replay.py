@@ -18,8 +18,8 @@ import sysconfig
 import time
 from pathlib import Path
 
-from completion.evaluation import member_sites
-from monitors.base import AnalysisRunner
+from benchmarks.analysis import TruthWorker, trigger_job_ms
+from benchmarks.evaluation import member_sites
 from monitors.suite import MonitorSuite
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     chosen.sort(key=lambda s: (s.path, s.offset))
     suite = MonitorSuite(["members"])  # its worker, warmed up as the engine does after loading
     r = suite.runner
-    truth = AnalysisRunner()
+    truth = TruthWorker()
     try:
         suite.warm_up()
         while getattr(suite, "warm_state", "warm") != "warm":
@@ -47,7 +47,7 @@ def main() -> None:
         r.submit(("warm-up",), ("warm-up",)).result(timeout=300)  # commits before warm_state: one job
         walls: list[float] = []
         for i, s in enumerate(chosen):
-            truth.call(("py-members-truth", s.text[: s.offset], s.text[s.offset :], s.path), timeout=300)
+            truth.truth("members", s.text[: s.offset], s.text[s.offset :], s.path, timeout=300)
             time.sleep(0.3)
             doc = s.document
             nl = doc.find("\n", s.offset)
@@ -57,12 +57,12 @@ def main() -> None:
             if doc.count("\n") >= 2000:
                 walls.append((time.perf_counter() - t0) * 1000)
             time.sleep(0.2)
-        jobs = r.trigger_job_ms(min_lines=2000)
+        jobs = trigger_job_ms(r, min_lines=2000)
         print(f"member analyses in files of 2,000+ lines: {len(jobs)}; worker time p50 {_pct(jobs, 0.5)} ms, "
               f"p95 {_pct(jobs, 0.95)} ms; wall p50 {_pct(walls, 0.5)} ms, p95 {_pct(walls, 0.95)} ms")
     finally:
         suite.close()
-        truth.shutdown()
+        truth.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ decode loop exactly what it needs and nothing it does not:
 * ``truncate(n)``: KV rollback to the first ``n`` tokens (needs ``swa_full`` on sliding-window
   models such as Gemma-3, which is always set).
 
+A derived code-vocabulary model (``completion.vocab_head``) is loaded with ``tokenizer_path``
+naming its source: text is tokenized with the source's full vocabulary (a ``vocab_only`` load,
+``VocabTokenizer``) and the ids mapped to the derived model's (``TokenMap``); everything else --
+pieces, special ids, logits -- is the derived model's own.
+
 Not thread-safe: one engine thread owns a backend. llama.cpp's own logging is routed to the
 ``steercode.llama`` logger (never to stdout, which may be the LSP channel).
 """
@@ -32,6 +37,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from .vocab_head import TokenMap, read_kept_ids
+
 log = logging.getLogger("steercode.backend")
 _llama_log = logging.getLogger("steercode.llama")
 
@@ -41,6 +48,7 @@ __all__ = [
     "BackendConfig",
     "LlamaBackend",
     "ModelLoadError",
+    "VocabTokenizer",
     "llama_build_info",
     "physical_cores",
 ]
@@ -142,6 +150,9 @@ class BackendConfig:
     n_batch: int = 256
     n_threads: int = 0
     n_threads_batch: int = 0
+    #: the original model when ``model_path`` is a derived code-vocabulary model: prompts are
+    #: tokenized with its vocabulary and mapped (see the module docstring)
+    tokenizer_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.n_ctx < 64:
@@ -173,6 +184,61 @@ def check_gguf_file(path: str | os.PathLike[str]) -> Path:
     if n_tensors == 0 or n_tensors > 1_000_000:
         raise ModelLoadError(f"corrupt GGUF header ({n_tensors} tensors) in {p}")
     return p
+
+
+def _tokenize(vocab, text: str, add_bos: bool, special: bool) -> list[int]:
+    data = text.encode("utf-8", "surrogatepass")
+    cap = len(data) + 8
+    arr = (llama_cpp.llama_token * cap)()
+    n = llama_cpp.llama_tokenize(vocab, data, len(data), arr, cap, add_bos, special)
+    if n < 0:
+        cap = -n
+        arr = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), arr, cap, add_bos, special)
+        if n < 0:
+            raise RuntimeError(f"tokenization failed ({n})")
+    return list(arr[:n])
+
+
+def _piece(vocab, tid: int, buf) -> bytes:
+    n = llama_cpp.llama_token_to_piece(vocab, tid, buf, len(buf), 0, True)
+    return buf.raw[: max(n, 0)]
+
+
+class VocabTokenizer:
+    """A model's tokenizer alone: a ``vocab_only`` load (no weights, no context, ~0.5 s)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        _ensure_init()
+        p = check_gguf_file(path)
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        _recent_errors.clear()
+        model = llama_cpp.llama_model_load_from_file(str(p).encode("utf-8"), params)
+        if not model:
+            raise ModelLoadError(f"llama.cpp could not load the vocabulary of {p}")
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._buf = ctypes.create_string_buffer(512)
+        self._closed = False
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        return _tokenize(self._vocab, text, add_bos, special)
+
+    def piece(self, tid: int) -> bytes:
+        return _piece(self._vocab, tid, self._buf)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            llama_cpp.llama_model_free(self._model)
+
+    def __del__(self) -> None:  # pragma: no cover
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 class LlamaBackend:
@@ -246,12 +312,36 @@ class LlamaBackend:
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._pieces: list[bytes] | None = None
+        #: original ids -> this model's ids, for a derived code-vocabulary model (else None)
+        self.token_map: TokenMap | None = None
+        self._tokenizer: VocabTokenizer | None = None
+        if config.tokenizer_path:
+            try:
+                self._use_tokenizer_of(config.tokenizer_path)
+            except Exception:
+                self.close()
+                raise
         self.eval_calls = 0
         self._threads_now = (self.n_threads, self.n_threads_batch)
         log.info(
             "loaded %s in %.0f ms (n_ctx=%d, threads=%d/%d, vocab=%d)",
             path.name, self.load_ms, self.n_ctx, self.n_threads, self.n_threads_batch, self.n_vocab,
         )
+
+    def _use_tokenizer_of(self, source: str) -> None:
+        kept = read_kept_ids(self.model_path)
+        if kept is None or len(kept) != self.n_vocab:
+            raise ModelLoadError(f"{self.model_path} is not a derived code-vocabulary model of {source}")
+        tok = VocabTokenizer(source)
+        self._tokenizer = tok
+        if int(kept[-1]) >= tok.n_vocab:
+            raise ModelLoadError(f"{self.model_path} does not belong to {source} (token ids out of range)")
+        pieces = self.pieces()
+        attrs = [llama_cpp.llama_vocab_get_attr(self._vocab, t) for t in range(self.n_vocab)]
+        no_text = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
+        spellable = [t for t, a in enumerate(attrs) if not a & no_text]
+        byte_ids = [t for t, a in enumerate(attrs) if a & llama_cpp.LLAMA_TOKEN_ATTR_BYTE]
+        self.token_map = TokenMap(kept, tok.n_vocab, pieces, spellable, tok.piece, byte_ids)
 
     # ---- facts ---------------------------------------------------------------------------
     def describe(self) -> dict[str, object]:
@@ -270,6 +360,8 @@ class LlamaBackend:
             "threads_batch": self.n_threads_batch,
             "batch_invariant": self.batch_invariant,
             "load_ms": round(self.load_ms, 1),
+            "vocabulary": "code" if self.token_map is not None else "full",
+            "n_vocab_original": self.token_map.n_original if self.token_map is not None else self.n_vocab,
         }
 
     def metadata(self, key: str) -> str | None:
@@ -309,25 +401,14 @@ class LlamaBackend:
         """The bytes each token contributes to the output (control tokens: their text)."""
         if self._pieces is None:
             buf = ctypes.create_string_buffer(512)
-            out = []
-            for tid in range(self.n_vocab):
-                n = llama_cpp.llama_token_to_piece(self._vocab, tid, buf, 512, 0, True)
-                out.append(buf.raw[: max(n, 0)])
-            self._pieces = out
+            self._pieces = [_piece(self._vocab, tid, buf) for tid in range(self.n_vocab)]
         return self._pieces
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
-        data = text.encode("utf-8", "surrogatepass")
-        cap = len(data) + 8
-        arr = (llama_cpp.llama_token * cap)()
-        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), arr, cap, add_bos, special)
-        if n < 0:
-            cap = -n
-            arr = (llama_cpp.llama_token * cap)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), arr, cap, add_bos, special)
-            if n < 0:
-                raise RuntimeError(f"tokenization failed ({n})")
-        return list(arr[:n])
+        """This model's ids for ``text`` (a derived model: the source's tokens, mapped)."""
+        if self._tokenizer is not None and self.token_map is not None:
+            return self.token_map.map(self._tokenizer.tokenize(text, add_bos=add_bos, special=special))
+        return _tokenize(self._vocab, text, add_bos, special)
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
         pieces = self.pieces()
@@ -515,8 +596,11 @@ class LlamaBackend:
             return
         self._closed = True
         try:
-            llama_cpp.llama_batch_free(self._batch)
-            llama_cpp.llama_free(self._ctx)
+            if self._tokenizer is not None:
+                self._tokenizer.close()
+            if getattr(self, "_batch", None) is not None:
+                llama_cpp.llama_batch_free(self._batch)
+                llama_cpp.llama_free(self._ctx)
             llama_cpp.llama_model_free(self._model)
         except Exception:  # pragma: no cover
             log.debug("error while freeing the model", exc_info=True)

@@ -3,10 +3,16 @@
 A constraint answers two questions about the text generated so far (``generated``, decoded,
 starting at the decode start -- healed text included):
 
-* ``check(generated, token, text) -> bool``: may this token come next? Called on the decoder's
-  preferred token first; cheap (microseconds).
+* ``check(generated, token, text) -> Verdict``: may this token come next? ACCEPT (True),
+  REJECT (False), ``Pending`` (an analysis is still running) or ``Rewind`` (rejected, and the
+  text went wrong earlier), see ``monitors.verdicts``. Called on the decoder's preferred token
+  first; cheap (microseconds).
 * ``allowed(generated) -> ndarray | None``: the ids that may come next, asked only after
   ``check`` has rejected candidates; None means "no opinion".
+* optionally ``may_end(generated) -> bool`` (the ``Ending`` protocol): may the suggestion end
+  as exactly this text?
+* optionally ``penalty(generated)`` (the ``Penalty`` protocol): amounts added to some tokens'
+  logits before the decoder chooses (the repetition penalty).
 
 Answers depend only on (request context, ``generated``), never on hidden state, so rolling back
 a rejected draft costs nothing. A constraint that raises is disabled for the request by the
@@ -15,25 +21,52 @@ decoder ("no opinion"), never failing the completion.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from monitors.verdicts import Shift, Verdict
 from monitors.vocabulary import Vocabulary
 
-__all__ = ["Constraint", "HealingConstraint"]
+__all__ = ["Constraint", "Ending", "HealingConstraint", "Penalty"]
 
 
 @runtime_checkable
 class Constraint(Protocol):
     name: str
 
-    def check(self, generated: str, token: int, text: str | None) -> bool:
+    def check(self, generated: str, token: int, text: str | None) -> Verdict:
         """May ``token`` (whose text is ``text``; None for control/opaque tokens) follow ``generated``?"""
         ...
 
     def allowed(self, generated: str) -> np.ndarray | None:
         """Token ids that may follow ``generated`` (None: no opinion). Does not change state."""
+        ...
+
+
+@runtime_checkable
+class Ending(Protocol):
+    """A constraint that also judges where generation ends."""
+
+    name: str
+
+    def may_end(self, generated: str) -> bool:
+        """May the suggestion be exactly ``generated``? Asked before an end token or a stop
+        rule ends generation there (a refusal: the model makes its next choice instead)."""
+        ...
+
+
+@runtime_checkable
+class Penalty(Protocol):
+    """A constraint that also shifts the model's scores (a soft rule, not a verdict)."""
+
+    name: str
+
+    def penalty(self, generated: str) -> Sequence[Shift] | None:
+        """Shifts of some tokens' logits for the token after ``generated`` (``Shift``: ids,
+        amount, and whether choosing one anyway ends the suggestion); None: nothing. Asked at
+        every step: cheap unless it applies. Does not change state."""
         ...
 
 

@@ -23,18 +23,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from monitors.verdicts import Pending, verdict_kind
 from monitors.vocabulary import Vocabulary
 
-from .constraints import Constraint
+from .constraints import Constraint, Ending, Penalty
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CancelToken", "Cancelled", "DecodeResult", "DecodeStats", "Decoder", "Drafter", "Sampling"]
+__all__ = ["CancelToken", "Cancelled", "DecodeResult", "DecodeStats", "Decoder", "Drafter", "GenerateOptions", "Sampling"]
 
 _TRY_CANDIDATES = 12  # next-best tokens checked before asking constraints for allowed sets
-_SCAN_CANDIDATES = 256
+_SCAN_CANDIDATES = 256  # candidates scanned with check() when no constraint enumerates its set
 _MAX_REWINDS = 4  # dead ends undone per request at most
-_MAX_VERIFY = 7  # tokens per verification batch (see backend.SMALL_BATCH)  # candidates scanned with check() when no constraint enumerates its set
+_MAX_VERIFY = 7  # tokens per verification batch (see backend.SMALL_BATCH)
+_MAX_END_REFUSALS = 8  # ends refused per request at most (then the end stands)
 
 
 class Cancelled(Exception):
@@ -114,6 +116,8 @@ class DecodeStats:
     rewinds: int = 0  # dead ends undone (a constraint showed an earlier token was wrong)
     pending_wait_ms: float = 0.0  # time spent waiting for analyses at the end
     unverified_dropped: int = 0  # tokens left out at the deadline because their analysis had not landed
+    end_refusals: int = 0  # ends (an end token, a stop rule's cut) that a constraint's may_end refused
+    penalized: int = 0  # steps whose scores a penalty shifted
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -136,6 +140,8 @@ class DecodeStats:
             "rewinds": self.rewinds,
             "pending_wait_ms": round(self.pending_wait_ms, 2),
             "unverified_dropped": self.unverified_dropped,
+            "end_refusals": self.end_refusals,
+            "penalized": self.penalized,
         }
 
 
@@ -187,15 +193,15 @@ class Decoder:
     def _judge(self, generated: str, tok: int, constraints: list[Constraint], stats: DecodeStats):
         """(rejecting constraint or None, [(constraint, pending)], rewind target or None).
 
-        A check answers True, False, a pending answer (has ``done``: its analysis is still
-        running), or a rewind (has ``to``: a rejection saying the text went wrong at ``to``).
+        A check answers a verdict (``monitors.verdicts``): accept, reject, pending (its analysis
+        is still running), or rewind (a rejection saying the text went wrong at ``to``).
         """
         text = self.vocab.text(tok)
         pend: list[tuple[Constraint, Any]] = []
         for c in list(constraints):
             try:
                 r = c.check(generated, tok, text)
-                while not self.speculate and hasattr(r, "done"):
+                while not self.speculate and isinstance(r, Pending):
                     tw = time.perf_counter()
                     r.wait()  # no spare core: waiting beats running the model beside the analysis
                     stats.pending_wait_ms += (time.perf_counter() - tw) * 1000
@@ -203,18 +209,13 @@ class Decoder:
             except Exception as exc:
                 self._disable(c, constraints, stats, exc)
                 continue
-            if r is True or isinstance(r, (bool, np.bool_)):
-                if not r:
-                    return c, [], None
+            kind = verdict_kind(r)
+            if kind == "accept":
                 continue
-            if hasattr(r, "done"):
+            if kind == "pending":
                 pend.append((c, r))  # the constraint's analysis is still running
                 continue
-            to = getattr(r, "to", None)
-            if to is not None:
-                return c, [], int(to)
-            if not r:
-                return c, [], None
+            return c, [], (r.to if kind == "rewind" else None)
         return None, pend, None
 
     def _disable(self, c: Constraint, constraints: list[Constraint], stats: DecodeStats, exc: BaseException) -> None:
@@ -326,277 +327,406 @@ class Decoder:
             stats.constraint_ms += (time.perf_counter() - t0) * 1000
 
     # ---- the loop --------------------------------------------------------------------------
-    def generate(
-        self,
-        prompt: Sequence[int],
-        *,
-        max_tokens: int,
-        constraints: Sequence[Constraint] = (),
-        stop: Callable[[str], int | None] | None = None,
-        cancel: CancelToken | None = None,
-        sampling: Sampling = Sampling(),
-        drafter: Drafter | None = None,
-        max_draft: int = 6,
-        threads: Callable[[], int | None] | None = None,
-        draft_policy: Any = None,
-        recycle: Any = None,
-        resume: bool = False,
-        budget_s: float | None = None,
-        keep_chars: int = 0,
-    ) -> DecodeResult:
-        """Generate up to ``max_tokens`` tokens after ``prompt``.
+    def generate(self, prompt: Sequence[int], **options: Any) -> DecodeResult:
+        """Generate after ``prompt``; ``options`` are ``GenerateOptions``' fields (``max_tokens``
+        is required). See ``GenerateOptions`` for what each does.
 
-        ``stop(text)`` returns where to cut the text generated so far when generation should end.
         Raises Cancelled (between evaluations) when ``cancel`` is set; the KV cache stays
         consistent. A constraint whose analysis is still running accepts provisionally; the
         choice is verified when the analysis lands, and on a violation generation rolls back to
         that token and continues from there -- the output equals waiting, the latency does not.
-        ``threads()`` is asked before each evaluation how many threads to use (None: default);
-        the engine uses it to leave a core to a running analysis. ``resume``: the KV cache already
-        holds ``prompt[:-1]`` from an earlier generate (a continuation): carry on from there
-        exactly as that generation would have, instead of re-evaluating the prompt.
-        ``budget_s``: once generation has run this long after the prompt (``decode_started``),
-        generation that ends does not wait for analyses still running; it returns only the tokens
-        verified so far (when they hold more than ``keep_chars`` characters of non-blank text;
-        otherwise it waits).
         """
+        opts = GenerateOptions(**options)
+        cancel = opts.cancel
         if cancel is not None and cancel.abort_evals and hasattr(self.backend, "abortable"):
             try:
                 with self.backend.abortable(cancel.is_set):
-                    return self._generate(prompt, max_tokens, constraints, stop, cancel, sampling, drafter, max_draft,
-                                          threads, draft_policy, recycle, resume, budget_s, keep_chars)
+                    return _Generation(self, prompt, opts).run()
             except Exception as exc:
                 if getattr(exc, "aborted", False):
                     raise Cancelled(cancel.reason or "cancelled") from exc
                 raise
-        return self._generate(prompt, max_tokens, constraints, stop, cancel, sampling, drafter, max_draft, threads,
-                              draft_policy, recycle, resume, budget_s, keep_chars)
+        return _Generation(self, prompt, opts).run()
 
-    def _generate(self, prompt, max_tokens, constraints, stop, cancel, sampling, drafter, max_draft, threads,
-                  draft_policy, recycle, resume, budget_s, keep_chars) -> DecodeResult:
-        stats = DecodeStats(prompt_tokens=len(prompt))
-        active = list(constraints)
-        rng = np.random.default_rng(sampling.seed) if sampling.temperature > 0 else None
-        be = self.backend
-        calls0 = getattr(be, "eval_calls", 0)
+    def _is_stop(self, tok: int) -> bool:
+        return tok in self.stop_ids or bool(self.vocab.is_control[tok])
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How one ``Decoder.generate`` runs."""
+
+    max_tokens: int
+    constraints: Sequence[Constraint] = ()
+    #: ``stop(text)``: where to cut the text generated so far when generation should end (None:
+    #: go on). Before it ends there, constraints with ``may_end`` are asked about the cut text
+    stop: Callable[[str], int | None] | None = None
+    #: ``pause(text)``: like ``stop``, but the cut text is not the end of the suggestion (its
+    #: first line, returned early; the rest is generated later), so ``may_end`` is not asked
+    pause: Callable[[str], int | None] | None = None
+    cancel: CancelToken | None = None
+    sampling: Sampling = Sampling()
+    drafter: Drafter | None = None
+    max_draft: int = 6
+    #: asked before each evaluation how many threads to use (None: the default); the engine uses
+    #: it to leave a core to a running analysis
+    threads: Callable[[], int | None] | None = None
+    draft_policy: Any = None
+    recycle: Any = None
+    #: the KV cache already holds ``prompt[:-1]`` from an earlier generate (a continuation):
+    #: carry on from there exactly as that generation would have, instead of re-evaluating
+    resume: bool = False
+    #: once generation has run this long after the prompt (``Decoder.decode_started``), a
+    #: generation that ends does not wait for analyses still running; it returns only the tokens
+    #: verified so far (when they hold more than ``keep_chars`` characters of non-blank text;
+    #: otherwise it waits)
+    budget_s: float | None = None
+    keep_chars: int = 0
+
+
+class _Generation:
+    """One run of the decode loop: the state that its steps share.
+
+    ``toks``/``snaps`` are the accepted tokens and the decoded text before each; ``rows`` are
+    logits rows not yet used (``rows[k]`` predicts the token at step ``len(toks)+k``), ``draft``
+    the drafted tokens fed after them; ``checkpoints`` the provisional choices still waiting for
+    an analysis; ``forbidden`` the tokens that led into dead ends, per step.
+    """
+
+    def __init__(self, dec: Decoder, prompt: Sequence[int], opts: GenerateOptions) -> None:
+        self.dec = dec
+        self.be = dec.backend
+        self.prompt = prompt
+        self.opts = opts
+        self.stats = DecodeStats(prompt_tokens=len(prompt))
+        self.active: list[Constraint] = list(opts.constraints)
+        s = opts.sampling
+        self.rng = np.random.default_rng(s.seed) if s.temperature > 0 else None
+        self.calls0 = getattr(self.be, "eval_calls", 0)
+        self.default_threads = (getattr(self.be, "n_threads", 1), getattr(self.be, "n_threads_batch", 1))
+        self.drafter = opts.drafter
+        self.max_tokens = opts.max_tokens
+        self.n_prompt = len(prompt)
+        self.out = _Text()
+        self.toks: list[int] = []
+        self.snaps: list[tuple[str, bytes]] = []  # decoded text before each token
+        self.checkpoints: list[tuple[int, Constraint, Any, int]] = []  # (step, constraint, pending, token)
+        self.prompt_logits: np.ndarray | None = None
+        self.rows: list[np.ndarray] = []
+        self.draft: list[int] = []  # draft[k] was fed after rows[k]'s step: rows[k+1] assumes it
+        self.row_inputs: list[int] = []  # the token each row was computed after
+        self.batch: dict[str, Any] = {}  # the draft batch being verified: source, drafted, accepted
+        self.cut: int | None = None
+        self.finishing: str | None = None
+        self.forbidden: dict[int, set[int]] = {}  # step -> tokens that led to dead ends there
+        self.t1 = 0.0
+        self.deadline: float | None = None
+
+    # ---- the run ---------------------------------------------------------------------------
+    def run(self) -> DecodeResult:
+        cancel = self.opts.cancel
         if cancel:
             cancel.check()
-        default_threads = (getattr(be, "n_threads", 1), getattr(be, "n_threads_batch", 1))
+        self._evaluate_prompt()
+        if self.max_tokens <= 0:
+            return self._finish("max tokens")
+        while True:
+            if cancel and cancel.is_set():
+                exc = Cancelled(cancel.reason or "cancelled")
+                exc.generated_tokens = len(self.toks)  # type: ignore[attr-defined]
+                raise exc
+            if self.checkpoints:
+                hurry = (self.finishing is not None and self.deadline is not None
+                         and time.perf_counter() >= self.deadline)
+                failed = self._settle(block=self.finishing is not None and not (hurry and self._verified_part() is not None))
+                if failed is not None:
+                    self._rollback(failed)
+                    continue
+            if self.finishing is not None:
+                first = self._verified_part() if self.checkpoints else None
+                if first is not None:  # past the deadline: show what is verified, not what may be wrong
+                    self.stats.unverified_dropped = len(self.toks) - first
+                    self._truncate_to(first)
+                    self.checkpoints.clear()
+                    self.cut = None if self.cut is None else min(self.cut, len(self.out.text))
+                return self._finish(self.finishing)
+            if not self.rows:
+                self._evaluate_next()
+            self._step()
 
-        def apply_threads() -> None:
-            if threads is None or not hasattr(be, "set_threads"):
-                return
-            n = threads()
-            be.set_threads(*(default_threads if n is None else (n, n)))
-
+    def _evaluate_prompt(self) -> None:
+        be, prompt, stats = self.be, self.prompt, self.stats
         t0 = time.perf_counter()
         if len(prompt) + 1 > be.n_ctx:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the context ({be.n_ctx})")
-        max_tokens = max(0, min(max_tokens, be.n_ctx - len(prompt) - 1))
-        apply_threads()
-        if resume and be.n_past >= len(prompt) - 1 and be.tokens[: len(prompt) - 1] == list(prompt[:-1]):
+        self.max_tokens = max(0, min(self.max_tokens, be.n_ctx - len(prompt) - 1))
+        self._apply_threads()
+        if self.opts.resume and be.n_past >= len(prompt) - 1 and be.tokens[: len(prompt) - 1] == list(prompt[:-1]):
             be.truncate(len(prompt) - 1)
             be.eval([prompt[-1]], rows="last")
             stats.reused_tokens, stats.prompt_eval_tokens = len(prompt) - 1, 1
         else:
             stats.reused_tokens, stats.prompt_eval_tokens = be.eval_prompt(prompt)
-        t1 = self.decode_started = time.perf_counter()
-        deadline = None if budget_s is None else t1 + budget_s
-        stats.prompt_ms = (t1 - t0) * 1000
-        n_prompt = len(prompt)
-        prompt_logits = be.tail_logits()
-        out = _Text()
-        toks: list[int] = []
-        snaps: list[tuple[str, bytes]] = []  # decoded text before each token
-        checkpoints: list[tuple[int, Constraint, Any, int]] = []  # (step, constraint, pending, token)
-        rows: list[np.ndarray] = [prompt_logits]  # rows[k] predicts the token at step len(toks)+k
-        draft: list[int] = []  # draft[k] was fed after rows[k]'s step: rows[k+1] assumes it
-        row_inputs: list[int] = [prompt[-1]]  # the token each row was computed after
-        batch: dict[str, Any] = {}  # the draft batch being verified: source, drafted, accepted
+        self.t1 = self.dec.decode_started = time.perf_counter()
+        self.deadline = None if self.opts.budget_s is None else self.t1 + self.opts.budget_s
+        stats.prompt_ms = (self.t1 - t0) * 1000
+        self.prompt_logits = be.tail_logits()
+        self.rows = [self.prompt_logits]
+        self.row_inputs = [prompt[-1]]
 
-        def close_batch() -> None:
-            if batch and draft_policy is not None:
-                draft_policy.observe_accept(batch["source"], batch["drafted"], batch["accepted"])
-            batch.clear()
-        cut: int | None = None
-        finishing: str | None = None
-        forbidden: dict[int, set[int]] = {}  # step -> tokens that led to dead ends there
+    def _apply_threads(self) -> None:
+        threads = self.opts.threads
+        if threads is None or not hasattr(self.be, "set_threads"):
+            return
+        n = threads()
+        self.be.set_threads(*(self.default_threads if n is None else (n, n)))
 
-        def finish(reason: str) -> DecodeResult:
-            close_batch()
-            be.truncate(n_prompt + max(len(toks) - 1, 0))
-            if threads is not None and hasattr(be, "set_threads"):
-                be.set_threads(*default_threads)
-            stats.stop_reason = stats.stop_reason or reason
-            stats.generated_tokens = len(toks)
-            stats.decode_ms = (time.perf_counter() - t1) * 1000
-            stats.eval_calls = getattr(be, "eval_calls", 0) - calls0
-            text = out.text if cut is None else out.text[:cut]
-            return DecodeResult(text=text, tokens=list(toks), stats=stats, tokens_text=out.text)
-
-        def settle(block: bool) -> int | None:
-            """Verify provisional choices whose analysis is ready; the first failing step."""
-            keep = []
-            failed: int | None = None
-            for cp in checkpoints:
-                step, con, pend, tok = cp
-                if failed is not None:
-                    keep.append(cp)
-                    continue
-                if block and not pend.done():
-                    tw = time.perf_counter()
-                    pend.wait()
-                    stats.pending_wait_ms += (time.perf_counter() - tw) * 1000
-                if not pend.done():
-                    keep.append(cp)
-                    continue
-                if con not in active:
-                    continue  # disabled meanwhile: no opinion
+    def _evaluate_next(self) -> None:
+        """Evaluate the pending token (the last accepted one) and a draft after it."""
+        be, stats, opts = self.be, self.stats, self.opts
+        self._close_batch()
+        self.draft = []
+        source = ""
+        if self.drafter is not None and opts.max_draft > 0:
+            # batches stay small: their per-token numbers equal single-token evaluation
+            room = min(opts.max_draft, _MAX_VERIFY - 1, self.max_tokens - len(self.toks), be.n_ctx - be.n_past - 2)
+            if room > 0:
                 try:
-                    r = con.check(snaps[step][0], tok, self.vocab.text(tok))
-                except Exception as exc:
-                    self._disable(con, active, stats, exc)
-                    continue
-                if hasattr(r, "done"):
-                    keep.append((step, con, r, tok))  # a new analysis started: keep waiting
-                elif not r:  # False, or a Rewind (a rejection too; the next check there rewinds)
-                    failed = step
-            checkpoints[:] = keep
-            return failed
+                    raw = [int(t) for t in self.drafter(list(self.prompt) + self.toks)]
+                except Exception:
+                    log.warning("drafter failed; continuing without drafts", exc_info=True)
+                    self.drafter, raw = None, []
+                source = getattr(self.drafter, "last_source", "") or "draft"
+                k = min(len(raw), room)
+                if opts.draft_policy is not None and k:
+                    k = opts.draft_policy.length(source, k)
+                self.draft = raw[:k]
+        self._apply_threads()
+        draft = self.draft
+        te = time.perf_counter()
+        be.eval([self.toks[-1], *draft], rows="all" if draft else "last")
+        if opts.draft_policy is not None:
+            opts.draft_policy.observe_cost(len(draft) + 1, (time.perf_counter() - te) * 1000)
+        stats.drafted_tokens += len(draft)
+        self.rows = [be.logits(k) for k in range(len(draft) + 1)] if draft else [be.logits(-1)]
+        self.row_inputs = [self.toks[-1], *draft]
+        if draft:
+            self.batch.update(source=source, drafted=len(draft), accepted=0)
 
-        def rollback(step: int) -> None:
-            nonlocal rows, draft, cut, finishing, row_inputs
-            stats.rollbacks += 1
-            out.text, out.pending = snaps[step]
-            del toks[step:]
-            del snaps[step:]
-            checkpoints[:] = [cp for cp in checkpoints if cp[0] < step]
-            for k in [k for k in forbidden if k > step]:
-                del forbidden[k]
-            cut = None
-            finishing = None
-            draft = []
-            close_batch()
-            if step == 0:
-                be.truncate(n_prompt)
-                rows = [prompt_logits]
-                row_inputs = [prompt[-1]]
-            else:
-                be.truncate(n_prompt + step - 1)
-                rows = []
-                row_inputs = []
-
-        def verified_part() -> int | None:
-            """The step of the first choice still waiting for an analysis, when the text before it
-            is worth showing on its own (None: it is not)."""
-            first = min(cp[0] for cp in checkpoints)
-            text, partial = snaps[first]
-            return first if not partial and len(text) > keep_chars and text[keep_chars:].strip() else None
-
-        if max_tokens <= 0:
-            return finish("max tokens")
-        while True:
-            if cancel and cancel.is_set():
-                exc = Cancelled(cancel.reason or "cancelled")
-                exc.generated_tokens = len(toks)  # type: ignore[attr-defined]
-                raise exc
-            if checkpoints:
-                hurry = finishing is not None and deadline is not None and time.perf_counter() >= deadline
-                failed = settle(block=finishing is not None and not (hurry and verified_part() is not None))
-                if failed is not None:
-                    rollback(failed)
-                    continue
-            if finishing is not None:
-                first = verified_part() if checkpoints else None
-                if first is not None:  # past the deadline: show what is verified, not what may be wrong
-                    stats.unverified_dropped = len(toks) - first
-                    out.text, out.pending = snaps[first]
-                    del toks[first:]
-                    del snaps[first:]
-                    checkpoints.clear()
-                    cut = None if cut is None else min(cut, len(out.text))
-                return finish(finishing)
-            if not rows:
-                close_batch()
-                draft = []
-                source = ""
-                if drafter is not None and max_draft > 0:
-                    # batches stay small: their per-token numbers equal single-token evaluation
-                    room = min(max_draft, _MAX_VERIFY - 1, max_tokens - len(toks), be.n_ctx - be.n_past - 2)
-                    if room > 0:
-                        try:
-                            raw = [int(t) for t in drafter(list(prompt) + toks)]
-                        except Exception:
-                            log.warning("drafter failed; continuing without drafts", exc_info=True)
-                            drafter, raw = None, []
-                        source = getattr(drafter, "last_source", "") or "draft"
-                        k = min(len(raw), room)
-                        if draft_policy is not None and k:
-                            k = draft_policy.length(source, k)
-                        draft = raw[:k]
-                apply_threads()
-                te = time.perf_counter()
-                be.eval([toks[-1], *draft], rows="all" if draft else "last")
-                if draft_policy is not None:
-                    draft_policy.observe_cost(len(draft) + 1, (time.perf_counter() - te) * 1000)
-                stats.drafted_tokens += len(draft)
-                rows = [be.logits(k) for k in range(len(draft) + 1)] if draft else [be.logits(-1)]
-                row_inputs = [toks[-1], *draft]
-                if draft:
-                    batch.update(source=source, drafted=len(draft), accepted=0)
-            row = rows.pop(0)
-            row_input = row_inputs.pop(0) if row_inputs else None
-            expected = draft.pop(0) if draft else None
-            pend: list = []
-            rewind: list[int] = []
-            step = len(toks)
-            tok = self.choose(row, out.text, active, stats, sampling, rng, pend, forbidden.get(step), rewind)
-            if rewind and stats.rewinds < _MAX_REWINDS and 0 <= rewind[0] < len(out.text):
+    def _step(self) -> None:
+        """Choose the token at the next row, and accept it, rewind, or finish."""
+        stats, out = self.stats, self.out
+        row = self.rows.pop(0)
+        row_input = self.row_inputs.pop(0) if self.row_inputs else None
+        expected = self.draft.pop(0) if self.draft else None
+        pend: list = []
+        rewind: list[int] = []
+        step = len(self.toks)
+        scored, shifts = self._penalized(row, out.text)
+        tok = self.dec.choose(scored, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
+                              self.forbidden.get(step), rewind)
+        if shifts and tok is not None and not rewind:
+            for name, sh in shifts:
+                if tok in sh.ids:
+                    if sh.end:  # chosen despite the shift: the suggestion ends before it
+                        stats.interventions[name] = stats.interventions.get(name, 0) + 1
+                        self._end(len(out.text), f"{name}: ends before a repeat")
+                        return
+                elif int(np.argmax(row)) in sh.ids:
+                    stats.interventions[name] = stats.interventions.get(name, 0) + 1
+        if rewind and 0 <= rewind[0] < len(out.text):
+            if stats.rewinds < _MAX_REWINDS:
                 # the model's choice shows an earlier token led into a dead end: undo it
-                target = max(i for i in range(len(snaps)) if len(snaps[i][0]) <= rewind[0])
-                bad = toks[target]
+                target = max(i for i in range(len(self.snaps)) if len(self.snaps[i][0]) <= rewind[0])
+                bad = self.toks[target]
                 stats.rewinds += 1
                 stats.rollbacks -= 1  # counted as a rewind, not a verification rollback
-                rollback(target)
-                forbidden.setdefault(target, set()).add(bad)
-                continue
-            if rewind and 0 <= rewind[0] < len(out.text):
+                self._rollback(target)
+                self.forbidden.setdefault(target, set()).add(bad)
+            else:
                 # out of rewinds: end the suggestion before the dead end rather than write past it
-                cut = rewind[0]
-                finishing = "constraints: dead end"
-                rows, draft = [], []
-                continue
-            if tok is None or self._is_stop(tok):
-                finishing = "end token" if tok is not None else "constraints: nothing allowed"
-                rows, draft = [], []
-                continue
-            if recycle is not None and row_input is not None:
-                recycle.observe(row_input, tok)
-            snaps.append((out.text, out.pending))
-            toks.append(tok)
-            out.push(self.vocab.pieces[tok])
-            for con, p in pend:
-                checkpoints.append((step, con, p, tok))
-                stats.provisional += 1
-            if expected is not None and tok == expected:
-                stats.accepted_draft_tokens += 1
-                if batch:
-                    batch["accepted"] += 1
-                    o = batch["source"]
-                    stats.accepted_by_source[o] = stats.accepted_by_source.get(o, 0) + 1
-            elif rows:
-                rows, draft, row_inputs = [], [], []
-                be.truncate(n_prompt + len(toks) - 1)
-            if stop is not None and not out.pending:
-                c = stop(out.text)
-                if c is not None:
-                    cut = c
-                    finishing = "stop rule"
-                    rows, draft = [], []
-                    continue
-            if len(toks) >= max_tokens:
-                finishing = "max tokens"
-                rows, draft = [], []
+                self._end(rewind[0], "constraints: dead end")
+            return
+        if tok is not None and self.dec._is_stop(tok) and not self._may_end(out.text):
+            # a constraint says the suggestion may not end here: the model's next choice
+            self.forbidden.setdefault(step, set()).add(tok)
+            self.rows.insert(0, row)
+            if row_input is not None:
+                self.row_inputs.insert(0, row_input)
+            if expected is not None:
+                self.draft.insert(0, expected)
+            return
+        if tok is None or self.dec._is_stop(tok):
+            self._end(None, "end token" if tok is not None else "constraints: nothing allowed")
+            return
+        if self.opts.recycle is not None and row_input is not None:
+            self.opts.recycle.observe(row_input, tok)
+        self.snaps.append((out.text, out.pending))
+        self.toks.append(tok)
+        out.push(self.dec.vocab.pieces[tok])
+        for con, p in pend:
+            self.checkpoints.append((step, con, p, tok))
+            stats.provisional += 1
+        if expected is not None and tok == expected:
+            stats.accepted_draft_tokens += 1
+            if self.batch:
+                self.batch["accepted"] += 1
+                o = self.batch["source"]
+                stats.accepted_by_source[o] = stats.accepted_by_source.get(o, 0) + 1
+        elif self.rows:
+            self.rows, self.draft, self.row_inputs = [], [], []
+            self.be.truncate(self.n_prompt + len(self.toks) - 1)
+        stop, pause = self.opts.stop, self.opts.pause
+        if stop is not None and not out.pending:
+            c = stop(out.text)
+            if c is not None:
+                if not self._may_end(out.text[:c]):
+                    # the stop rule would end the suggestion where a constraint says it may not
+                    # end: this token is taken back and the model makes its next choice
+                    self._rollback(step)
+                    self.stats.rollbacks -= 1
+                    self.forbidden.setdefault(step, set()).add(tok)
+                    return
+                self._end(c, "stop rule")
+                return
+        if pause is not None and not out.pending:
+            c = pause(out.text)
+            if c is not None:
+                self._end(c, "stop rule")
+                return
+        if len(self.toks) >= self.max_tokens:
+            self._end(None, "max tokens")
 
-    def _is_stop(self, tok: int) -> bool:
-        return tok in self.stop_ids or bool(self.vocab.is_control[tok])
+    def _penalized(self, row: np.ndarray, text: str) -> tuple[np.ndarray, list[tuple[str, Any]]]:
+        """``row`` with the penalties of the constraints that have one added (a copy; the row
+        itself stays as the model gave it), and the (constraint name, shift) pairs applied."""
+        out = row
+        applied: list[tuple[str, Any]] = []
+        for c in list(self.active):
+            if not isinstance(c, Penalty):
+                continue
+            try:
+                shifts = c.penalty(text)
+            except Exception as exc:
+                self.dec._disable(c, self.active, self.stats, exc)
+                continue
+            for sh in shifts or ():
+                if len(sh.ids):
+                    if out is row:
+                        out = row.copy()
+                    out[sh.ids] += sh.amount
+                    applied.append((c.name, sh))
+        if applied:
+            self.stats.penalized += 1
+        return out, applied
+
+    def _may_end(self, text: str) -> bool:
+        """May the suggestion end as ``text``? Asks the constraints that say (``may_end``); a
+        refusal counts, and once they are used up every end stands."""
+        if self.stats.end_refusals >= _MAX_END_REFUSALS:
+            return True
+        for c in list(self.active):
+            if not isinstance(c, Ending):
+                continue
+            try:
+                ok = c.may_end(text)
+            except Exception as exc:
+                self.dec._disable(c, self.active, self.stats, exc)
+                continue
+            if not ok:
+                self.stats.end_refusals += 1
+                self.stats.interventions[c.name] = self.stats.interventions.get(c.name, 0) + 1
+                return False
+        return True
+
+    def _end(self, cut: int | None, reason: str) -> None:
+        """Generation ends (once pending verifications settle): the text is cut at ``cut``."""
+        if cut is not None:
+            self.cut = cut
+        self.finishing = reason
+        self.rows, self.draft = [], []
+
+    def _finish(self, reason: str) -> DecodeResult:
+        be, stats = self.be, self.stats
+        self._close_batch()
+        be.truncate(self.n_prompt + max(len(self.toks) - 1, 0))
+        if self.opts.threads is not None and hasattr(be, "set_threads"):
+            be.set_threads(*self.default_threads)
+        stats.stop_reason = stats.stop_reason or reason
+        stats.generated_tokens = len(self.toks)
+        stats.decode_ms = (time.perf_counter() - self.t1) * 1000
+        stats.eval_calls = getattr(be, "eval_calls", 0) - self.calls0
+        text = self.out.text if self.cut is None else self.out.text[: self.cut]
+        return DecodeResult(text=text, tokens=list(self.toks), stats=stats, tokens_text=self.out.text)
+
+    # ---- drafts, verification, rollback -----------------------------------------------------
+    def _close_batch(self) -> None:
+        batch, policy = self.batch, self.opts.draft_policy
+        if batch and policy is not None:
+            policy.observe_accept(batch["source"], batch["drafted"], batch["accepted"])
+        batch.clear()
+
+    def _settle(self, block: bool) -> int | None:
+        """Verify provisional choices whose analysis is ready; the first failing step."""
+        stats, vocab = self.stats, self.dec.vocab
+        keep = []
+        failed: int | None = None
+        for cp in self.checkpoints:
+            step, con, pend, tok = cp
+            if failed is not None:
+                keep.append(cp)
+                continue
+            if block and not pend.done():
+                tw = time.perf_counter()
+                pend.wait()
+                stats.pending_wait_ms += (time.perf_counter() - tw) * 1000
+            if not pend.done():
+                keep.append(cp)
+                continue
+            if con not in self.active:
+                continue  # disabled meanwhile: no opinion
+            try:
+                r = con.check(self.snaps[step][0], tok, vocab.text(tok))
+            except Exception as exc:
+                self.dec._disable(con, self.active, stats, exc)
+                continue
+            kind = verdict_kind(r)
+            if kind == "pending":
+                keep.append((step, con, r, tok))  # a new analysis started: keep waiting
+            elif kind != "accept":  # a rejection, or a Rewind (a rejection too; the next check there rewinds)
+                failed = step
+        self.checkpoints[:] = keep
+        return failed
+
+    def _truncate_to(self, step: int) -> None:
+        """Forget the tokens from ``step`` on (their text too)."""
+        self.out.text, self.out.pending = self.snaps[step]
+        del self.toks[step:]
+        del self.snaps[step:]
+
+    def _rollback(self, step: int) -> None:
+        self.stats.rollbacks += 1
+        self._truncate_to(step)
+        self.checkpoints[:] = [cp for cp in self.checkpoints if cp[0] < step]
+        for k in [k for k in self.forbidden if k > step]:
+            del self.forbidden[k]
+        self.cut = None
+        self.finishing = None
+        self.draft = []
+        self._close_batch()
+        if step == 0:
+            self.be.truncate(self.n_prompt)
+            self.rows = [self.prompt_logits]
+            self.row_inputs = [self.prompt[-1]]
+        else:
+            self.be.truncate(self.n_prompt + step - 1)
+            self.rows = []
+            self.row_inputs = []
+
+    def _verified_part(self) -> int | None:
+        """The step of the first choice still waiting for an analysis, when the text before it
+        is worth showing on its own (None: it is not)."""
+        first = min(cp[0] for cp in self.checkpoints)
+        text, partial = self.snaps[first]
+        keep = self.opts.keep_chars
+        return first if not partial and len(text) > keep and text[keep:].strip() else None

@@ -23,11 +23,12 @@ from monitors.base import AnalysisRunner, MonitorContext
 from monitors.suite import MonitorSuite
 from monitors.syntax import canonical_language
 from monitors.textscan import is_word
+from monitors.verdicts import Rewind
 from monitors.vocabulary import Vocabulary
 
-from .backend import BackendConfig, LlamaBackend, ModelLoadError
+from .backend import BackendConfig, LlamaBackend, ModelLoadError, VocabTokenizer
 from .cache import SuggestionCache
-from .constraints import Constraint, HealingConstraint
+from .constraints import Constraint, Ending, HealingConstraint
 from .decoding import Cancelled, CancelToken, Decoder, Sampling
 from .document import line_bounds
 from .drafting import CombinedDrafter, DraftPolicy, NgramIndex, PromptLookupDrafter, RecycledDrafter
@@ -36,6 +37,7 @@ from .models import resolve_model_path
 from .prompt import PromptBuilder
 from .settings import Settings
 from .stops import StopRules, decide_line_mode
+from .vocab_head import VocabHeadUnavailable, code_model_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def _prompt_budget(s: Settings, n_ctx: int) -> int:
 def _cache_config(s: Settings, req: CompletionRequest) -> tuple:
     """Everything besides the text that a cached suggestion depends on (the language and path
     too: an empty ``app.js`` was answered with what an empty ``main.py`` got)."""
-    return (req.language, req.path, s.model_path, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
+    return (req.language, req.path, s.model_path, s.vocabulary, s.monitors, s.max_tokens, s.max_lines, s.line_mode, s.temperature, s.top_p, s.seed,
             s.fim_template, s.token_healing, s.context_tokens, s.suffix_tokens)
 
 
@@ -115,13 +117,36 @@ class _Prefixed:
 
     def check(self, generated: str, token: int, text: str | None):
         r = self.inner.check(self.prefix + generated, token, text)
-        to = getattr(r, "to", None)
-        if to is not None and not hasattr(r, "done"):
+        if isinstance(r, Rewind):
             return False  # a rewind into the part already shown: a plain rejection here
         return r
 
     def allowed(self, generated: str):
         return self.inner.allowed(self.prefix + generated)
+
+    def may_end(self, generated: str) -> bool:
+        return not isinstance(self.inner, Ending) or self.inner.may_end(self.prefix + generated)
+
+
+def _well_formed_end(text: str, healing: str, constraints: list) -> str:
+    """``text`` cut back to its last line end where every constraint that judges ends
+    (``may_end``, the syntax constraint) lets the suggestion end; "" when none does. A
+    constraint that raises has no opinion."""
+    enders = [c for c in constraints if isinstance(c, Ending)]
+
+    def ok(t: str) -> bool:
+        for c in enders:
+            try:
+                if not c.may_end(healing + t):
+                    return False
+            except Exception:
+                log.warning("constraint %s failed judging an end; no opinion", c.name, exc_info=True)
+        return True
+
+    while text and not ok(text):
+        nl = text.rfind("\n")
+        text = text[:nl].rstrip() if nl >= 0 else ""
+    return text
 
 
 def _spare_cores(threads: int) -> int:
@@ -184,7 +209,8 @@ class _Model:
     builder: PromptBuilder
     decoder: Decoder
     marker_texts: tuple[str, ...]
-    path: str
+    path: str  # the model file configured (a code-vocabulary model is derived from it)
+    head: dict[str, Any] = field(default_factory=dict)  # which output head, and why
 
 
 class Engine:
@@ -209,7 +235,6 @@ class Engine:
         self._draft_policy = DraftPolicy()
         self._stream_indexes: OrderedDict[tuple[int, int, int], NgramIndex] = OrderedDict()  # text key -> index
         self._context_index: NgramIndex | None = None  # the prompt's n-grams, kept across requests
-        self.last_decode: tuple[list[int], list[int]] = ([], [])
         self.root: str | None = None  # project root for static analysis (the LSP workspace)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -254,15 +279,7 @@ class Engine:
         progress("locating model", 5)
         path = resolve_model_path(s.model_path)
         t1 = time.perf_counter()
-        progress(f"loading {path.name}", 30)
-        backend = LlamaBackend(
-            BackendConfig(
-                model_path=str(path),
-                n_ctx=s.context_size,
-                n_threads=s.threads,
-                n_threads_batch=s.threads_batch,
-            )
-        )
+        backend, head = self._load_backend(path, progress)
         t2 = time.perf_counter()
         progress("indexing vocabulary", 60)
         try:
@@ -308,7 +325,33 @@ class Engine:
         log.info(
             "model ready: %s, template=%s, %s", path.name, template.name if template else "prefix-only", self.load_stats
         )
-        return _Model(backend, vocab, template, builder, decoder, tuple(m for m in markers if m), str(path))
+        return _Model(backend, vocab, template, builder, decoder, tuple(m for m in markers if m), str(path), head)
+
+    def _load_backend(self, path, progress: ProgressFn) -> tuple[LlamaBackend, dict[str, Any]]:
+        """The backend for ``path`` with the output head the settings ask for: ``code`` loads
+        the derived code-vocabulary model (built at first use), or the full model when this
+        one cannot have it (the reason is kept for describe/doctor)."""
+        s = self.settings
+
+        def config(model: str, tokenizer: str | None = None) -> BackendConfig:
+            return BackendConfig(model_path=model, n_ctx=s.context_size, n_threads=s.threads,
+                                 n_threads_batch=s.threads_batch, tokenizer_path=tokenizer)
+
+        note = ""
+        if s.vocabulary == "code":
+            progress("preparing the code vocabulary", 15)
+            try:
+                code = code_model_path(path, tokenizer=lambda p: VocabTokenizer(p).tokenize,
+                                       progress=lambda msg: progress(msg, 20))
+                progress(f"loading {path.name} (code vocabulary)", 30)
+                backend = LlamaBackend(config(str(code.path), str(path)))
+                return backend, {"vocabulary": "code", "file": str(code.path), "n_original": code.n_original,
+                                 "keep_origin": code.keep_origin, "built": code.built}
+            except (VocabHeadUnavailable, ModelLoadError, OSError, ValueError) as exc:
+                note = f"the code vocabulary is unavailable ({exc})"
+                log.warning("%s: %s; using the full vocabulary", path.name, note)
+        progress(f"loading {path.name}", 30)
+        return LlamaBackend(config(str(path))), {"vocabulary": "full", "note": note}
 
     def update_settings(self, settings: Settings) -> bool:
         """Adopt new settings; True when the model must be reloaded for them to apply."""
@@ -326,7 +369,8 @@ class Engine:
         if m is None:
             return {"ready": False, "error": self._load_error}
         d = m.backend.describe()
-        d.update(ready=True, template=m.template.name if m.template else "prefix-only", load=self.load_stats)
+        d.update(model_file=d["path"], path=m.path, head=dict(m.head), ready=True,
+                 template=m.template.name if m.template else "prefix-only", load=self.load_stats)
         return d
 
     def close(self) -> None:
@@ -478,7 +522,7 @@ class Engine:
         if suite is not None:
             mctx = MonitorContext(
                 text=req.text, offset=prompt.decode_start, cursor=req.offset, language=lang,
-                path=req.path, vocab=m.vocab, root=self.root,
+                path=req.path, vocab=m.vocab, root=self.root, multiline=mode.multiline,
             )
             sessions = suite.sessions(mctx)
             constraints.extend(sessions)
@@ -500,8 +544,11 @@ class Engine:
             if len(gen) < len(healing):
                 return None
             c = rules.feed(gen[len(healing) :])
-            if c is not None:
-                return c + len(healing)
+            return None if c is None else c + len(healing)
+
+        def pause(gen: str) -> int | None:
+            if len(gen) < len(healing):
+                return None
             if first_line:
                 f = _first_line_end(gen[len(healing) :])
                 if f is not None:
@@ -520,6 +567,7 @@ class Engine:
             max_tokens=s.max_tokens,
             constraints=constraints,
             stop=stop,
+            pause=pause if first_line or budget is not None else None,
             cancel=cancel,
             sampling=Sampling(temperature=s.temperature, top_p=s.top_p, seed=s.seed),
             threads=self._thread_hint(suite, m.backend) if sessions else None,
@@ -547,6 +595,8 @@ class Engine:
             if b is not None:
                 after = after[:b]
         text = rules.finish(after, cut_short=cut_short)
+        if not unfinished:
+            text = _well_formed_end(text, healing, constraints)
         text = _document_line_ends(text, req.text)
         range_end = req.offset
         if text and not mode.multiline and rules.line_after.strip():
@@ -569,6 +619,7 @@ class Engine:
         stats.update(
             cache_hit=False,
             template=prompt.template,
+            vocabulary=m.head.get("vocabulary", "full"),
             healing=healing,
             line_mode="multi" if mode.multiline else "single",
             line_mode_reason=mode.reason,
@@ -586,32 +637,7 @@ class Engine:
             self._background = _Continuation(req, s, mode, prompt, list(result.tokens), result.tokens_text, constraints, rules,
                                              healing, markers, drafter)
         self._last_shown = (req, s, text)
-        self.last_decode = (list(prompt.tokens), list(result.tokens))
         return Completion(text, req.offset, range_end, mode.multiline, stats)
-
-    def raw_replay_ms(self) -> float:
-        """Time to evaluate the last completion's tokens with bare backend calls (one eval and
-        one argmax per token, nothing else): the baseline for the decode loop's overhead."""
-        import numpy as np
-
-        prompt, toks = self.last_decode
-        with self._lock:
-            be = self._model.backend  # type: ignore[union-attr]
-            be.eval_prompt(prompt)
-            np.argmax(be.tail_logits())
-            t0 = time.perf_counter()
-            for t in toks[:-1]:
-                be.eval([t])
-                np.argmax(be.logits(-1))
-            return (time.perf_counter() - t0) * 1000
-
-    def prompt_window_text(self, text: str, offset: int) -> str:
-        """The document text steercode's prompt holds for this cursor (for peers in benchmarks)."""
-        m = self._model
-        if m is None:
-            raise EngineNotReady("the model is not loaded")
-        p = m.builder.build(text, offset, budget=_prompt_budget(self.settings, m.backend.n_ctx))
-        return text[p.window_start : offset]
 
     # ---- background work -------------------------------------------------------------------
     @property
@@ -685,6 +711,7 @@ class Engine:
         )
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full, cut_short=result.stats.stop_reason == "max tokens")
+        block = _well_formed_end(block, job.healing, job.constraints)
         block = _document_line_ends(block, job.req.text)  # as for the first line (it was stored with \n)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,

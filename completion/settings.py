@@ -17,6 +17,7 @@ __all__ = ["Settings"]
 
 _LINE_MODES = ("auto", "single", "multi")
 _AUTOMATIC = ("on", "single", "off")
+_VOCABULARIES = ("full", "code")
 
 
 def _snake(key: str) -> str:
@@ -49,6 +50,10 @@ class Settings:
 
     enable: bool = True
     model_path: str | None = None  # None: the embedded Gemma-3-270M
+    # the output head: "code" loads a derived model whose vocabulary keeps the tokens code uses
+    # (completion/vocab_head.py; faster decoding, same output while the model's choice is in
+    # it); "full" the model file as it is
+    vocabulary: str = "code"
     threads: int = 0  # decode threads; 0: physical cores
     threads_batch: int = 0  # prompt threads; 0: all cores
     context_size: int = 4096  # KV cache size (n_ctx)
@@ -77,7 +82,7 @@ class Settings:
     prefetch: bool = True  # when idle, prepare the suggestion after the one shown
 
     #: settings that take effect only when the model is (re)loaded
-    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "threads", "threads_batch", "context_size", "fim_template")
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "vocabulary", "threads", "threads_batch", "context_size", "fim_template")
 
     # ---- validation ------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -126,6 +131,8 @@ class Settings:
             p.append(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.line_mode not in _LINE_MODES:
             p.append(f"line_mode must be one of {', '.join(_LINE_MODES)}, got {self.line_mode!r}")
+        if self.vocabulary not in _VOCABULARIES:
+            p.append(f"vocabulary must be one of {', '.join(_VOCABULARIES)}, got {self.vocabulary!r}")
         if self.automatic not in _AUTOMATIC:
             p.append(f"automatic must be one of {', '.join(_AUTOMATIC)}, got {self.automatic!r}")
         if not isinstance(self.fim_template, str):

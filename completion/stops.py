@@ -114,6 +114,20 @@ def decide_line_mode(text: str, offset: int, language: str | None, policy: str =
     return LineMode(False, 1, "mid-statement: finish the line")
 
 
+def _lead(line: str, *, complete: bool) -> str | None:
+    """A line's first word, or its first character when it starts with no word character; None
+    while that word may still grow (``complete``: the line is whole)."""
+    s = line.lstrip()
+    if not s:
+        return None
+    if not (s[0] == "_" or s[0].isalnum()):
+        return s[0]
+    j = 1
+    while j < len(s) and (s[j] == "_" or s[j].isalnum()):
+        j += 1
+    return s[:j] if j < len(s) or complete else None
+
+
 _REPEAT = re.compile(r"(.{3,}?)\1{2,}$", re.S)
 
 
@@ -167,7 +181,8 @@ class StopRules:
 
     # ---- streaming -------------------------------------------------------------------------
     def feed(self, gen: str) -> int | None:
-        """Where to cut ``gen`` if generation should stop now, else None."""
+        """Where to cut ``gen`` if generation should stop now, else None (``reason`` says why)."""
+        self.reason = ""
         rep = _repetition_cut(gen)
         if rep is not None:
             self.reason = "repetition"
@@ -340,7 +355,7 @@ class StopRules:
                     self.reason = "no indented block after the opener"
                     return max(offsets[i] - 1, 0)
                 block_indent = indent
-            elif indent < block_indent:
+            elif indent < self._dedent_floor(block_indent):
                 self.reason = "dedent"
                 return max(offsets[i] - 1, 0)
             if (self.below and stripped == self.below[0].strip() and (i > 0 or self.cursor_line_blank)
@@ -364,6 +379,36 @@ class StopRules:
             nonblank += 1
             if nonblank > self.mode.max_lines:
                 self.reason = "max lines"
+                return max(offsets[i] - 1, 0)
+        return self._suffix_follows(lines, offsets, final)
+
+    def _dedent_floor(self, block_indent: int) -> int:
+        """How far a block may dedent before it ends: to its own indentation, or -- at a blank
+        line inside a block that the text below goes on at a lower level -- to that level (the
+        suggestion may close the inner block first; the document goes on where it lands)."""
+        if not self.cursor_line_blank or not self.below:
+            return block_indent
+        below = _indent_width(self.below[0])
+        return below if 0 < below < block_indent else block_indent
+
+    def _suffix_follows(self, lines: list[str], offsets: list[int], final: bool) -> int | None:
+        """A block ends before a line of its own (not its first) that starts as the next line
+        below the cursor does: at its indentation, with its first word (``return``, ``for``,
+        ``#``). The model goes on with what the document already has there: a prefix-only model
+        cannot see the suffix, so this is where the block it was asked for ends."""
+        if not self.below or not self.cursor_line_blank:
+            return None
+        below = self.below[0]
+        want = _lead(below, complete=True)
+        if want is None:
+            return None
+        width = _indent_width(below)
+        for i in range(1, len(lines)):
+            line = lines[i]
+            if not line.strip():
+                continue
+            if _indent_width(line) == width and _lead(line, complete=final or i < len(lines) - 1) == want:
+                self.reason = "the suffix follows"
                 return max(offsets[i] - 1, 0)
         return None
 

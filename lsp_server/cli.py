@@ -53,6 +53,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
     changes: dict[str, Any] = dict(defaults or {})
     if getattr(args, "model", None):
         changes["model_path"] = args.model
+    if getattr(args, "vocabulary", None):
+        changes["vocabulary"] = args.vocabulary
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
     if getattr(args, "max_tokens", None) is not None:
@@ -75,6 +77,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="GGUF model file (default: the embedded Gemma-3-270M)")
+    p.add_argument("--vocabulary", choices=["full", "code"],
+                   help="output head: the tokens code uses (default, faster) or the model's full vocabulary")
     p.add_argument("--threads", type=int, help="decode threads (default: physical cores)")
     p.add_argument("--max-tokens", type=int, help="most tokens to generate")
     p.add_argument("--line-mode", choices=["auto", "single", "multi"], help="single/multi-line policy")
@@ -343,10 +347,9 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 # eval
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
+def _eval_infill(args: argparse.Namespace) -> int:
+    from benchmarks.infill import dump, format_table, run_infill
     from completion.engine import Engine, ModelLoadError
-    from completion.evaluation import dump, format_table, run_eval
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -358,6 +361,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         print(f"steercode: {exc}", file=sys.stderr)
         return 3
+    try:
+        report = run_infill(
+            engine, single=args.single, multi=args.multi, seed=args.seed,
+            modes=args.modes.split(",") if args.modes else None, corpus=args.paths, corpus_sites_n=args.sites,
+            progress=lambda m: print(f"[eval] {m}", file=sys.stderr, flush=True),
+        )
+    except (RuntimeError, ValueError) as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.close()
+    print(format_table(report))
+    if args.json:
+        dump(report, args.json)
+    if args.details:
+        Path(args.details).write_text(json.dumps(report["_records"], indent=1))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    if args.task == "infill":
+        return _eval_infill(args)
+    if not args.paths:
+        print(f"steercode: eval {args.task} needs Python files or directories", file=sys.stderr)
+        return 2
+    from completion.engine import Engine, ModelLoadError
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"steercode: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    engine = Engine(_settings_from_args(args))
+    try:
+        engine.load()
+    except ModelLoadError as exc:
+        print(f"steercode: {exc}", file=sys.stderr)
+        return 3
+    from benchmarks.evaluation import dump, format_table, run_eval
+
     report = run_eval(
         args.task, args.paths, sites=args.sites, seed=args.seed, engine=engine,
         progress=lambda m: print(f"[eval] {m}", file=sys.stderr, flush=True),
@@ -377,7 +420,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
-    from completion.bench import TYPING_MODES, bench_decode, bench_typing
+    from benchmarks.bench import TYPING_MODES, bench_decode, bench_typing
 
     settings = _settings_from_args(args)
     say = lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True)  # noqa: E731
@@ -508,6 +551,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         row("model", d["path"])
         row("model size", f"{d['size_bytes'] / 1e6:.1f} MB, {d['n_params'] / 1e6:.0f}M params, {d['description']}")
         row("vocabulary", f"{d['n_vocab']} tokens, FIM template: {d['template']}")
+        head = d.get("head", {})
+        if head.get("vocabulary") == "code":
+            row("output head", f"code: {d['n_vocab']} of {head['n_original']} tokens ({head['keep_origin']}), {head['file']}")
+        else:
+            row("output head", f"full{': ' + head['note'] if head.get('note') else ''}")
         row("context", f"{d['n_ctx']} tokens (trained {d['n_ctx_train']}), sliding window {d['n_swa']}")
         row("threads", f"{d['threads']} decode / {d['threads_batch']} prompt")
         row("batch invariant", "yes (exact drafting)" if d["batch_invariant"] else "NO: llamafile build, drafting off")
@@ -569,10 +617,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(j)
     j.set_defaults(func=cmd_stdio)
 
-    e = sub.add_parser("eval", help="measure monitor-guided decoding (members / calls / names) on real code")
-    e.add_argument("task", choices=["members", "calls", "names"])
-    e.add_argument("paths", nargs="+", help="Python files or directories")
-    e.add_argument("--sites", type=int, default=200)
+    e = sub.add_parser("eval", help="measure steered decoding: members / calls / names on real code, "
+                                     "infill on HumanEval")
+    e.add_argument("task", choices=["members", "calls", "names", "infill"])
+    e.add_argument("paths", nargs="*", help="Python files or directories (infill: the corpus for the "
+                                               "repetition rate at blank lines of real files; optional)")
+    e.add_argument("--sites", type=int, default=200, help="sites to sample (infill: corpus sites)")
+    e.add_argument("--single", type=int, default=300, help="infill: single-line tasks")
+    e.add_argument("--multi", type=int, default=150, help="infill: multi-line tasks")
+    e.add_argument("--modes", help="infill: comma-separated modes (default: all of plain, monitors, syntax, "
+                                   "repetition, all)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--details", metavar="OUT", help="write every site's completions and verdicts (JSON)")
     e.add_argument("--json", metavar="OUT", help="write the report here")

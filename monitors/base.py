@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import worker
+from .verdicts import Pending, Rewind
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class MonitorContext:
     path: str | None
     vocab: Vocabulary
     root: str | None = None  # project root for analysis
+    multiline: bool = False  # the suggestion may be a block (else: one line)
 
     @property
     def base(self) -> str:
@@ -115,50 +117,6 @@ class Monitor(Protocol):
         ...
 
 
-class Pending:
-    """An undecided answer: the analysis it needs is still running.
-
-    The decode loop accepts the token provisionally and asks again once ``done()``; by then the
-    constraint answers True or False (after the deadline: True, "no opinion").
-    """
-
-    __slots__ = ("deadline", "future")
-
-    def __init__(self, future: concurrent.futures.Future, deadline: float) -> None:
-        self.future = future
-        self.deadline = deadline
-
-    def done(self) -> bool:
-        return self.future.done() or time.monotonic() >= self.deadline
-
-    def wait(self) -> None:
-        remaining = self.deadline - time.monotonic()
-        if remaining > 0 and not self.future.done():
-            concurrent.futures.wait([self.future], timeout=remaining)
-
-    def __bool__(self) -> bool:  # never mistaken for a verdict
-        raise TypeError("a Pending answer is neither True nor False")
-
-
-class Rewind:
-    """A rejection that also says the generated text went wrong earlier, at ``to`` characters.
-
-    The decode loop may roll back to the token that produced that character and try its next
-    choice there (bounded per request): a dead end found late is undone, not papered over.
-    """
-
-    __slots__ = ("to",)
-
-    def __init__(self, to: int) -> None:
-        self.to = to
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"Rewind(to={self.to})"
-
-
 class _Timeout:
     def __repr__(self) -> str:
         return "TIMEOUT"
@@ -190,10 +148,6 @@ def _hidden_main():
                 setattr(main, k, v)
 
 
-#: the jedi analyses monitors ask for at their triggers (``worker.run`` kinds)
-_TRIGGER_JOBS = frozenset({"py-members", "py-signatures", "py-imports"})
-
-
 class AnalysisRunner:
     """Runs static analysis jobs (``monitors.worker.run(*job)``) with a time budget and a cache.
 
@@ -211,7 +165,8 @@ class AnalysisRunner:
         self._lock = threading.RLock()
         self._cache_size = cache_size
         #: (job kind, ms, document lines) of the latest finished jobs, timed by the worker itself
-        #: (no queueing)
+        #: (no queueing): the ms every job's future carries anyway (``worker.run_timed``), kept
+        #: for whoever wants to know what the analyses cost (the benchmarks report them)
         self.job_ms: collections.deque[tuple[str, float, int]] = collections.deque(maxlen=10000)
         self._running = 0
         self._root = root
@@ -315,11 +270,6 @@ class AnalysisRunner:
 
         inner.add_done_callback(done)
         return inner
-
-    def trigger_job_ms(self, since: int = 0, min_lines: int = 0) -> list[float]:
-        """The worker's own ms of the monitors' trigger analyses among ``job_ms[since:]``, in
-        documents of at least ``min_lines`` lines (warm-ups and the eval's truth jobs left out)."""
-        return [ms for kind, ms, lines in list(self.job_ms)[since:] if kind in _TRIGGER_JOBS and lines >= min_lines]
 
     def prefetch(self, key: Hashable, job: tuple, semantic_key: Callable[[], str | None]) -> bool:
         """Start ``job`` ahead of need, unless its answer is already known: under ``key``, or

@@ -18,7 +18,7 @@ __all__ = ["ALL_MONITORS", "MonitorSuite"]
 
 #: every monitor steercode has; the LSP-backed ones cover TypeScript/JavaScript (and more when
 #: their language servers are installed)
-ALL_MONITORS = ("members", "calls", "imports", "names", "lsp", "repeats")
+ALL_MONITORS = ("members", "calls", "imports", "names", "lsp", "repeats", "syntax", "repetition")
 
 
 class MonitorSuite:
@@ -73,6 +73,14 @@ class MonitorSuite:
             from .repeats import RepeatsMonitor
 
             monitors.append(RepeatsMonitor())
+        if "syntax" in self.enabled:
+            from .grammar import SyntaxMonitor
+
+            monitors.append(SyntaxMonitor())
+        if "repetition" in self.enabled:
+            from .repetition import RepetitionMonitor
+
+            monitors.append(RepetitionMonitor())
         self._monitors = monitors
         return monitors
 

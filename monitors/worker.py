@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["initialize", "run"]
 
-_analyzers: dict[tuple[str | None, bool], Any] = {}
+_analyzers: dict[str | None, Any] = {}
 _root: str | None = None
 
 
@@ -59,13 +59,12 @@ def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
     os._exit(0)
 
 
-def _analyzer(dynamic: bool = False):
-    key = (_root, dynamic)
-    a = _analyzers.get(key)
+def _analyzer():
+    a = _analyzers.get(_root)
     if a is None:
         from .python.jedi_analysis import JediAnalyzer
 
-        a = _analyzers[key] = JediAnalyzer(_root, dynamic_params=dynamic)
+        a = _analyzers[_root] = JediAnalyzer(_root)
     return a
 
 
@@ -77,12 +76,6 @@ def run(kind: str, *args: Any) -> Any:
         return _analyzer().import_names(*args)
     if kind == "py-signatures":
         return _analyzer().signatures(*args)
-    if kind == "py-members-truth":  # jedi with its default settings (the eval's truth)
-        return _analyzer(True).members(*args)
-    if kind == "py-scope-truth":
-        return _analyzer(True).scope_names(*args)
-    if kind == "py-signatures-truth":
-        return _analyzer(True).signatures(*args)
     if kind == "lsp-members":
         return _lsp_members(*args)
     if kind == "warm-up":

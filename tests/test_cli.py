@@ -295,7 +295,7 @@ def test_eval_calls_runs(server_env, tmp_path):
 def test_eval_truth_must_admit_the_original_code():
     """A site where jedi's truth rejects the code it was cut from is skipped: a verdict against
     a wrong truth means nothing."""
-    from completion.evaluation import Site, _truth_admits_original
+    from benchmarks.evaluation import Site, _truth_admits_original
     from monitors.python.jedi_analysis import Param, Signature
 
     text = "Logger.root\nf(1, 2)\n"

@@ -191,7 +191,7 @@ def test_scoped_name_filters_give_what_jedi_gives():
     import jedi
     from jedi.inference import filters
 
-    from completion.evaluation import member_sites, name_sites
+    from benchmarks.evaluation import member_sites, name_sites
     from monitors.python import parso_patches
 
     parso_patches.install()

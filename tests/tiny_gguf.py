@@ -28,14 +28,22 @@ def _bytes_to_unicode() -> dict[int, str]:
 MERGES = [("d", "e"), ("de", "f"), ("Ġ", "f"), ("r", "e"), ("re", "t"), ("Ġ", "Ġ"), ("ĠĠ", "ĠĠ")]
 
 
-def build_tiny_gguf(path: str | Path, special: list[str], *, seed: int = 0, n_embd: int = 64, n_layer: int = 2) -> dict[str, int]:
+#: with ``pair_merges``: every pair of lowercase letters is a merge (and a token), so the
+#: vocabulary is large enough to trim (tests/test_vocab_head.py)
+PAIR_MERGES = [(a, b) for a in "abcdefghijklmnopqrstuvwxyz" for b in "abcdefghijklmnopqrstuvwxyz"]
+
+
+def build_tiny_gguf(path: str | Path, special: list[str], *, seed: int = 0, n_embd: int = 64, n_layer: int = 2,
+                    pair_merges: bool = False) -> dict[str, int]:
     """Write the model; returns special token text -> id."""
     import gguf
 
     b2u = _bytes_to_unicode()
     tokens = [b2u[b] for b in range(256)]
     types = [gguf.TokenType.NORMAL] * 256
-    for a, b in MERGES:
+    merges = MERGES + ([m for m in PAIR_MERGES if m not in MERGES and "".join(m) not in {"".join(x) for x in MERGES}]
+                       if pair_merges else [])
+    for a, b in merges:
         tokens.append(a + b)
         types.append(gguf.TokenType.NORMAL)
     ids = {}
@@ -65,7 +73,7 @@ def build_tiny_gguf(path: str | Path, special: list[str], *, seed: int = 0, n_em
     w.add_tokenizer_pre("default")
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_token_merges([f"{a} {b}" for a, b in MERGES])
+    w.add_token_merges([f"{a} {b}" for a, b in merges])
     w.add_bos_token_id(ids["<|endoftext|>"])
     w.add_eos_token_id(ids["<|endoftext|>"])
     w.add_add_bos_token(False)

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from completion.engine import CompletionRequest, Engine
 from monitors.syntax import parse
 
-from .engine import CompletionRequest, Engine
+from .analysis import TruthWorker, trigger_job_ms
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +171,11 @@ def call_sites(path: str, text: str) -> list[Site]:
     return sites
 
 
-#: task -> (where its sites are, the worker job that gives a site's truth)
-_TASKS: dict[str, tuple[Callable[[str, str], list[Site]], str]] = {
-    "members": (member_sites, "py-members-truth"),
-    "calls": (call_sites, "py-signatures-truth"),
-    "names": (name_sites, "py-scope-truth"),
+#: task -> where its sites are (its truth: ``TruthWorker.truth`` for the task)
+_TASKS: dict[str, Callable[[str, str], list[Site]]] = {
+    "members": member_sites,
+    "calls": call_sites,
+    "names": name_sites,
 }
 
 
@@ -256,22 +257,21 @@ def run_eval(
                 files.append((str(f), f.read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError) as exc:
                 log.warning("skipping %s: %s", f, exc)
-    finder, truth_kind = _TASKS[task]
+    finder = _TASKS[task]
     all_sites = [s for path, text in files for s in finder(path, text)]
     rnd = random.Random(seed)
     chosen = rnd.sample(all_sites, min(sites, len(all_sites)))
     chosen.sort(key=lambda s: (s.path, s.offset))
     engine.wait_warm()  # as a server is a while after start
     suite = engine.monitor_suite()
-    from monitors.base import AnalysisRunner
-
-    runner = suite.runner if suite is not None else AnalysisRunner()
-    # the truth comes from a worker of its own: jedi with call-site inference builds far more
-    # than the monitors' analyses do, and in the monitors' worker its garbage and caches would
-    # slow the analyses being measured (an editor's worker never runs it)
-    truth_runner = AnalysisRunner(root=engine.root)
-    runner.call(("ping",), timeout=120)  # the worker is up
-    truth_runner.call(("ping",), timeout=120)
+    runner = suite.runner if suite is not None else None  # the monitors' worker, measured below
+    # the truth comes from a process of the eval's own, never the monitors' worker: jedi with
+    # call-site inference builds far more than the monitors' analyses do, and there its garbage
+    # and caches would slow the analyses being measured (an editor's worker never runs it)
+    truth_worker = TruthWorker(root=engine.root)
+    if runner is not None:
+        runner.call(("ping",), timeout=120)  # the worker is up
+    truth_worker.ping(timeout=120)
 
     modes = {"plain": [], "monitored": []}
     overheads: list[float] = []
@@ -283,7 +283,7 @@ def run_eval(
     try:
         for k, site in enumerate(chosen):
             # truth: jedi, with its default settings, at the site in the *original* file
-            truth = truth_runner.call((truth_kind, site.text[: site.offset], site.text[site.offset :], site.path), timeout=300)
+            truth = truth_worker.truth(task, site.text[: site.offset], site.text[site.offset :], site.path, timeout=300)
             if not truth:
                 skipped += 1
                 continue
@@ -356,7 +356,7 @@ def run_eval(
             if (k + 1) % 10 == 0:
                 progress(f"{k + 1}/{len(chosen)} sites")
     finally:
-        truth_runner.shutdown()
+        truth_worker.close()
     report: dict[str, Any] = {
         "task": task,
         "model": engine.describe().get("description"),
@@ -379,7 +379,7 @@ def run_eval(
             d["monitor_overhead_ms"] = round(statistics.median(overheads), 4) if overheads else 0.0
         report["modes"][mode] = d
     # the analyses themselves, timed in the worker (no queueing), in files of 2,000+ lines
-    jobs = runner.trigger_job_ms(min_lines=2000)
+    jobs = trigger_job_ms(runner, min_lines=2000) if runner is not None else []
     report["analysis"] = {
         "triggers": len(analysis_ms),
         "p50_ms": _pct(analysis_ms, 0.5),

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .decoding import CancelToken
-from .engine import CompletionRequest, Engine
-from .settings import Settings
+from completion.decoding import CancelToken
+from completion.engine import CompletionRequest, Engine
+from completion.settings import Settings
+
+from .analysis import trigger_job_ms
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,20 @@ def _llama_vim_window(text: str, cursor: int, lines: int = 256) -> str:
     return text[start:cursor]
 
 
+def _window_texts(engine: Engine, path: str, base: str, a: int, typed_region: str) -> list[str]:
+    """The document text steercode's prompt holds at every keystroke (for the peers): each
+    keystroke's document completed once, with the engine's settings (the window's token budget
+    depends on them) but no monitors, drafting or cache, and cut where the completion's prompt
+    window started (its ``window_start`` stat)."""
+    texts = []
+    for i in range(len(typed_region) + 1):
+        doc = base[:a] + typed_region[:i] + base[a:]
+        comp = engine.complete(CompletionRequest(text=doc, offset=a + i, language=_lang(path), path=str(path),
+                                                 options={"monitors": [], "drafting": False, "cache": False}))
+        texts.append(doc[comp.stats["window_start"] : a + i])
+    return texts
+
+
 def bench_typing(
     path: str,
     *,
@@ -181,8 +197,7 @@ def bench_typing(
                               "interval_ms": interval_ms, "max_tokens": max_tokens, "modes": {}}
     engine = Engine(settings.merge({"line_mode": "single", "max_tokens": max_tokens})[0])
     engine.load()
-    # the prompt text steercode would use at every keystroke (the peers get the same text)
-    prompt_texts = [engine.prompt_window_text(base[:a] + typed_region[:i] + base[a:], a + i) for i in range(len(typed_region) + 1)]
+    prompt_texts: list[str] = []  # the peers' prompts: steercode's at every keystroke (when a peer needs them)
     model_path = engine.describe()["path"]
     threads = engine.describe()["threads"]
     n_ctx = engine.describe()["n_ctx"]
@@ -194,14 +209,17 @@ def bench_typing(
         peer: Any = None
         jobs0 = 0
         if mode == "steercode":
+            # the KV cache is empty: the engine was loaded (or reloaded after a peer) since its
+            # last request
             engine.cache.clear()
-            engine._model.backend.reset()  # type: ignore[union-attr]
             if engine.monitor_suite() is not None:
                 engine.wait_warm()
                 jobs0 = len(engine.monitor_suite().runner.job_ms)  # type: ignore[union-attr]
         elif mode in ("naive", "llama-cpp-python", "lookup"):
+            if not prompt_texts:
+                prompt_texts = _window_texts(engine, path, base, a, typed_region)
             engine.close()  # never two models at once
-            from .backend import LlamaCppPythonPeer
+            from completion.backend import LlamaCppPythonPeer
 
             peer = LlamaCppPythonPeer(model_path, n_ctx=n_ctx, threads=threads, lookup=mode == "lookup", fresh=mode == "naive")
         elif mode == "llama-server":
@@ -265,7 +283,7 @@ def bench_typing(
         }
         suite = engine.monitor_suite() if mode == "steercode" else None
         if suite is not None:  # the analyses themselves, timed in the worker (no queueing)
-            jobs = suite.runner.trigger_job_ms(since=jobs0)
+            jobs = trigger_job_ms(suite.runner, since=jobs0)
             report["modes"][mode].update(analysis_jobs=len(jobs), analysis_job_p50_ms=_pct(jobs, 0.5), analysis_job_p95_ms=_pct(jobs, 0.95))
         report.setdefault("_trace", {})[mode] = [(round(r.ms, 1), r.cache_hit, r.prompt_eval, r.generated, r.suggestion[:40], r.detail)
                                                  for r in runs]
@@ -304,6 +322,46 @@ def decode_sites(paths: Sequence[str], n: int, seed: int) -> list[tuple[str, str
     return sorted(rnd.sample(out, min(n, len(out))), key=lambda x: (x[0], x[2]))
 
 
+def _replay_prompt(tokenize: Callable[[str], list[int]], doc: str, offset: int, n: int) -> list[int]:
+    """``n`` tokens of the document, those before the cursor last (only the length counts)."""
+    pool = tokenize(doc[offset:]) + tokenize(doc[:offset]) or [0]
+    while len(pool) < n:
+        pool = pool + pool
+    return pool[-n:]
+
+
+def _raw_decode_ms(model_path: str, settings: Settings, runs: Sequence[tuple[str, int, int, int]]) -> list[float]:
+    """The baseline for the decode loop's overhead: per run (document, cursor, prompt tokens,
+    generated tokens), the time bare backend calls take to decode as many tokens -- one eval and
+    one argmax per token after the first, nothing else -- after a prompt as long as the engine's.
+
+    A backend of its own on the same model, context size and threads, loaded once the engine's
+    is closed (never two models at once). Its tokens are its own greedy choices, not the
+    engine's: what an evaluation costs depends on how many tokens the context holds, not on
+    which they are, so the length of the prompt and the number of tokens are what is copied.
+    """
+    import numpy as np
+
+    from completion.backend import BackendConfig, LlamaBackend
+
+    be = LlamaBackend(BackendConfig(model_path=model_path, n_ctx=settings.context_size, n_threads=settings.threads,
+                                    n_threads_batch=settings.threads_batch))
+    try:
+        be.warm_up()
+        out = []
+        for doc, offset, n_prompt, n_gen in runs:
+            be.eval_prompt(_replay_prompt(lambda t: be.tokenize(t, add_bos=False, special=False), doc, offset, n_prompt))
+            tok = int(np.argmax(be.tail_logits()))
+            t0 = time.perf_counter()
+            for _ in range(n_gen - 1):
+                be.eval([tok])
+                tok = int(np.argmax(be.logits(-1)))
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+    finally:
+        be.close()
+
+
 def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settings: Settings | None = None,
                  related: Sequence[str] = (), progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Drafting off and on at the same sites; ``related`` are texts of other open documents."""
@@ -314,7 +372,7 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
     engine.load()
     chosen = decode_sites(paths, sites, seed)
     res: dict[str, list] = {"off": [], "on": []}
-    raw_ms: list[float] = []
+    replays: list[tuple[str, int, int, int]] = []  # drafting off: what bare backend calls replay
     for k, (p, text, off) in enumerate(chosen):
         doc = text[:off] + text[text.find("\n", off) if text.find("\n", off) >= 0 else len(text):]
         # an unmeasured pass first: the monitors' analyses are then warm for both measured modes
@@ -325,9 +383,11 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
                                                   options={"drafting": mode == "on"}, related=tuple(related)))
             res[mode].append((c.insert_text, c.stats))
             if mode == "off":
-                raw_ms.append(engine.raw_replay_ms())
+                replays.append((doc, off, int(c.stats["prompt_tokens"]), int(c.stats["generated_tokens"])))
         progress(f"{k + 1}/{len(chosen)} sites")
+    model_path = str(engine.describe()["path"])
     engine.close()
+    raw_ms = _raw_decode_ms(model_path, engine.settings, replays)
     report: dict[str, Any] = {"task": "decode", "files": list(paths), "related_documents": len(related),
                               "sites": len(chosen), "modes": {}}
     for mode, rows in res.items():
