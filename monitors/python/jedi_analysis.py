@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import parso_patches
+from .semantic_keys import class_signature_by_name
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ class JediAnalyzer:
         state[1] += 1
         return _SharedStateScript(code, path, project, state[0])
 
-    def _type_key(self, values, code: str, path: str | None, pos: int | None = None):
+    def _type_key(self, values, code: str, path: str | None):
         """A cache key for the members/signatures of what ``values`` are (None: do not cache)."""
         parts = []
         for v in values:
@@ -357,9 +358,7 @@ class JediAnalyzer:
                 # defined in the document being edited: key by what jedi reads of it
                 if v.type not in ("instance", "class"):
                     return None
-                from .semantic_keys import class_signature_by_name
-
-                sig = class_signature_by_name(code, fn.rsplit(".", 1)[-1], pos)
+                sig = class_signature_by_name(code, fn.rsplit(".", 1)[-1])
                 if sig is None:
                     return None
                 parts.append((v.type, fn, sig))
@@ -387,7 +386,7 @@ class JediAnalyzer:
             values = script.infer(line, col - 1)
             if not values:  # jedi infers no value for a literal: ``', '.``
                 return _literal_type_key(script, line, col)
-            return self._type_key(values, before + after, path, len(before))
+            return self._type_key(values, before + after, path)
         except Exception:
             return None
 
