@@ -239,7 +239,7 @@ def test_drafts_come_from_other_open_documents_and_change_nothing():
 
     engine = Engine()  # a fresh one: the draft policy has measured nothing yet
     engine.load()
-    # the evaluation costs measured on a quiet machine (README), not this run's: under load the
+    # the evaluation costs measured on a quiet machine (docs/benchmarks.md), not this run's: under load the
     # measured costs made the policy keep drafts short, and the test failed on timing alone
     policy = engine._draft_policy
     policy.cost.update({1: 15.0, 2: 30.4, 7: 57.5})
