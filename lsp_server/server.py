@@ -36,6 +36,7 @@ from completion.decoding import Cancelled
 from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError
 from completion.models import check_gguf_file
 from completion.settings import Settings
+from monitors import version_gate
 from monitors.syntax import language_for_path
 
 from . import __version__
@@ -104,20 +105,39 @@ def _apply_changes_by_lsp_lines(workspace: Workspace) -> None:
     workspace._create_text_document = create
 
 
-class SteercodeProtocol(LanguageServerProtocol):
-    """pygls protocol with inline completion advertised and robust message handling."""
+#: what the overrides of pygls's private internals below do; on a pygls they were not tested
+#: against (``monitors.version_gate``) none is installed, and pygls's own code runs instead
+PYGLS_PATCH = ("the overrides of pygls internals (message framing that resynchronises, stdio read on a "
+               "daemon thread, edits at LSP's line breaks, lifecycle errors, LSP 3.18 trigger kinds)")
+PYGLS_FALLBACK = "pygls's own message handling runs (VS Code's as-you-type requests may be refused)"
+
+
+def pygls_patches_apply() -> bool:
+    """Whether the installed pygls is one the overrides were tested against (logs when not)."""
+    return version_gate.exact("pygls", PYGLS_PATCH, PYGLS_FALLBACK)
+
+
+class BaseProtocol(LanguageServerProtocol):
+    """pygls's protocol with inline completion advertised: no override of pygls's private
+    methods. The protocol on a pygls the overrides were not tested against."""
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> types.InitializeResult:
         result = super().lsp_initialize(params)
         self._sc_initialized = True
-        _apply_changes_by_lsp_lines(self._server.workspace)
+        server = self._server
+        if isinstance(self, SteercodeProtocol):
+            _apply_changes_by_lsp_lines(server.workspace)
         # pygls 1.3 registers the handler but never advertises the capability
         result.capabilities.inline_completion_provider = types.InlineCompletionOptions()
-        server = self._server
         if isinstance(server, SteercodeServer):
             server.on_initialize(params)
         return result
+
+
+class SteercodeProtocol(BaseProtocol):
+    """``BaseProtocol`` with robust message handling: overrides of pygls 1.3.1's private
+    methods, used only on the versions they were tested against (``pygls_patches_apply``)."""
 
     def _procedure_handler(self, message) -> None:
         """Answer requests the LSP lifecycle rules out instead of dropping or failing them:
@@ -231,13 +251,16 @@ def _accept_lsp_318_trigger_kinds(converter) -> None:
 
 class SteercodeServer(LanguageServer):
     def __init__(self, settings: Settings | None = None) -> None:
+        #: whether pygls is a version the overrides of its internals were tested against
+        self.pygls_patched = pygls_patches_apply()
         super().__init__(
             "steercode",
             __version__,
-            protocol_cls=SteercodeProtocol,
+            protocol_cls=SteercodeProtocol if self.pygls_patched else BaseProtocol,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
-        _accept_lsp_318_trigger_kinds(self.lsp._converter)
+        if self.pygls_patched:
+            _accept_lsp_318_trigger_kinds(self.lsp._converter)
         self.base_settings = settings or Settings()
         self.init_options: Any = None
         self.engine = Engine(self.base_settings)
@@ -261,7 +284,11 @@ class SteercodeServer(LanguageServer):
         length, the rest of that body runs into the next header, and every later message,
         ``shutdown`` included, went unread.) The stream is read on a daemon thread of its own:
         a read still blocked on the open stream when the server stops (SIGTERM) must not hold
-        the shutdown, which waits for the thread pool's work."""
+        the shutdown, which waits for the thread pool's work. On a pygls these overrides were
+        not tested against, pygls's own ``start_io``."""
+        if not self.pygls_patched:
+            super().start_io(stdin, stdout)
+            return
         from pygls.server import StdOutTransportAdapter
 
         rfile = stdin or sys.stdin.buffer

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import version_gate
 from . import parso_patches
 from .semantic_keys import class_signature_by_name
 
@@ -332,7 +333,9 @@ class JediAnalyzer:
         self._jedi.settings.dynamic_params = self.dynamic_params
         self._jedi.settings.dynamic_params_for_other_modules = self.dynamic_params
         self._jedi.settings.dynamic_array_additions = self.dynamic_params
-        if not _SHARE_STATE:
+        if not _SHARE_STATE or not version_gate.exact(
+            "jedi", "the shared InferenceState (STEERCODE_JEDI_SHARED_STATE)", "a fresh jedi.Script per analysis"
+        ):
             return self._jedi.Script(code, path=path, project=project)
         state = self._states.get(id(project))
         if state is None or state[1] >= _STATE_REUSE:
