@@ -276,6 +276,10 @@ class SteercodeServer(LanguageServer):
         self.list_triggers: dict[str, str] = {}  # uri -> trigger of the completion list last opened there
         self.cancelled_count = 0
         self.last_cancelled: dict[str, Any] = {}
+        #: the token of the completion the engine is working on (None: idle or background work)
+        self.running: Any = None
+        #: workspace/didChangeConfiguration notifications handled so far
+        self.configurations_applied = 0
 
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
         """pygls's stdio server, reading the stream in chunks and framing it with
@@ -506,12 +510,15 @@ class SteercodeServer(LanguageServer):
                                 related=self._related(uri, language))
 
         def work(token):
+            self.running = token
             try:
                 return self.engine.complete(req, token)
             except Cancelled as exc:  # runs on the worker thread: record how far it got
                 self.cancelled_count += 1
                 self.last_cancelled = {"reason": exc.reason, "generated_tokens": getattr(exc, "generated_tokens", 0)}
                 raise
+            finally:
+                self.running = None
 
         try:
             comp = await self.scheduler.run(uri, work)
@@ -563,12 +570,16 @@ class SteercodeServer(LanguageServer):
             "model": self.engine.describe() if self.engine.ready else None,
             "settings": self.engine.settings.as_dict(),
             "completions": self.completions_served,
+            "configurations": self.configurations_applied,
             "cancelled": {
                 "count": self.cancelled_count,
                 "last_reason": self.last_cancelled.get("reason"),
                 "last_generated_tokens": self.last_cancelled.get("generated_tokens"),
             },
             "last": self.last_stats,
+            # the completion under way: how many decode steps it has begun (one poll of its
+            # cancel token each, the first before the first token)
+            "running": None if (running := self.running) is None else {"steps": running.polls},
         }
 
 
@@ -632,6 +643,7 @@ def create_server(settings: Settings | None = None) -> SteercodeServer:
                     log.warning("workspace/configuration failed", exc_info=True)
                     section = None
         ls.report_problems(ls.apply_settings(section))
+        ls.configurations_applied += 1
 
     @server.feature(STATUS_REQUEST)
     def status(ls: SteercodeServer, params: Any) -> dict[str, Any]:
