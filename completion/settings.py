@@ -25,7 +25,8 @@ def _snake(key: str) -> str:
 
 
 def _monitors_value(value: Any, current: tuple[str, ...]) -> Any:
-    """``monitors`` accepts true/false (all/none), a list of names, or {name: bool} over the current set."""
+    """``monitors`` accepts true/false (all/none), a list of names (or a comma-separated string),
+    or {name: bool} over the current set."""
     from monitors.suite import ALL_MONITORS
 
     if value is True:
@@ -34,6 +35,8 @@ def _monitors_value(value: Any, current: tuple[str, ...]) -> Any:
         return ()
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
+    if isinstance(value, str):  # "members,calls" (a command line's --set monitors=...)
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     if isinstance(value, Mapping):
         on = set(current)
         for k, v in value.items():
@@ -69,7 +72,7 @@ class Settings:
     top_p: float = 1.0
     seed: int = 0
     model_wait_ms: int = 15000  # how long a request waits for the model to load
-    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp", "repeats")  # enabled monitors
+    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp", "repeats", "syntax", "repetition")  # enabled monitors
     monitor_timeout_ms: int = 300  # analysis budget per trigger; slower means "no opinion" there
     cache: bool = True  # typed-through suggestion cache
     drafting: bool = True  # speculative drafts (prompt lookup + token recycling), verified exactly

@@ -206,6 +206,25 @@ def test_a_repeats_critical_token_is_decayed():
     assert IND not in s.penalty("elif n == 1: return 1\n    elif n == 2: return 2\n")[0].ids
 
 
+def test_the_statements_above_the_cursor_count_towards_a_repeat():
+    # make run's demo: `if n < 2: return n` above, then the model writes `elif n < 3: return n + 1`
+    s = RepetitionMonitor().start(ctx(ELIFS, multiline=True))
+    shifts = s.penalty("elif n < 3:\n        return n + 1\n    ")
+    assert shifts is not None and shifts[0].end and ELIF in shifts[0].ids
+    assert shifts[0].amount == pytest.approx(2 * math.log(0.9))
+    assert s.penalty("elif n == 3:\n        return n + 1\n    ") is None  # `==` is not `<`: no repeat
+    # alike lines above: the first generated line is free, one more of them may follow
+    src = "class P:\n    def __init__(self, a, b, c, d):\n        self.a = a\n        self.b = b\n        ┃\n"
+    s = RepetitionMonitor().start(ctx(src, multiline=True))
+    assert s.penalty("") is None
+    shifts = s.penalty("self.c = c\n        ")
+    assert shifts[0].end and shifts[0].amount == pytest.approx(3 * math.log(0.9))
+    # an if's elif/else clauses are not part of its signature: `if` and `elif` lines match
+    text = "if a < 1:\n    x = 1\nelif a < 2:\n    x = 2\nelse:\n    x = 3\n"
+    sigs = block_signatures(text, 0, len(text), "python")
+    assert sigs[0] == sigs[2] and sigs[1] == sigs[3] == sigs[5] and sigs[4] != sigs[0]
+
+
 def test_a_copy_of_the_functions_header_is_rewound():
     src = 'def add(a, b):\n    """Add two numbers."""\n    ┃\n'
     s = RepetitionMonitor().start(ctx(src, multiline=True))
