@@ -110,6 +110,7 @@ class DecodeStats:
     accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted drafted tokens per drafter source
     interventions: dict[str, int] = field(default_factory=dict)  # tokens changed, per constraint
     constraint_errors: list[str] = field(default_factory=list)
+    yielded: list[str] = field(default_factory=list)  # constraints turned off at a dead end (``yields``)
     stop_reason: str = ""
     provisional: int = 0  # tokens accepted while an analysis was still running
     rollbacks: int = 0  # provisional choices that the analysis then rejected
@@ -134,6 +135,7 @@ class DecodeStats:
             "accepted_by_source": dict(self.accepted_by_source),
             "interventions": dict(self.interventions),
             "constraint_errors": list(self.constraint_errors),
+            "yielded": list(self.yielded),
             "stop_reason": self.stop_reason,
             "provisional": self.provisional,
             "rollbacks": self.rollbacks,
@@ -270,7 +272,7 @@ class Decoder:
                     return tok
                 stats.interventions[first.name] = stats.interventions.get(first.name, 0) + 1
                 if rw is not None and rewind_out is not None:
-                    rewind_out.append(rw)
+                    rewind_out.append((rw, first))
 
             # the next few candidates, best first
             k = min(_TRY_CANDIDATES + 1, len(logits))
@@ -520,7 +522,7 @@ class _Generation:
         row_input = self.row_inputs.pop(0) if self.row_inputs else None
         expected = self.draft.pop(0) if self.draft else None
         pend: list = []
-        rewind: list[int] = []
+        rewind: list[tuple[int, Constraint]] = []
         step = len(self.toks)
         scored, shifts = self._penalized(row, out.text)
         tok = self.dec.choose(scored, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
@@ -534,18 +536,31 @@ class _Generation:
                         return
                 elif int(np.argmax(row)) in sh.ids:
                     stats.interventions[name] = stats.interventions.get(name, 0) + 1
-        if rewind and 0 <= rewind[0] < len(out.text):
+        if rewind and 0 <= rewind[0][0] < len(out.text):
+            to, by = rewind[0]
             if stats.rewinds < _MAX_REWINDS:
                 # the model's choice shows an earlier token led into a dead end: undo it
-                target = max(i for i in range(len(self.snaps)) if len(self.snaps[i][0]) <= rewind[0])
+                target = max(i for i in range(len(self.snaps)) if len(self.snaps[i][0]) <= to)
                 bad = self.toks[target]
                 stats.rewinds += 1
                 stats.rollbacks -= 1  # counted as a rewind, not a verification rollback
                 self._rollback(target)
                 self.forbidden.setdefault(target, set()).add(bad)
+            elif getattr(by, "yields", False) and by in self.active:
+                # out of rewinds, and the constraint would rather have no opinion than an empty
+                # or cut suggestion (the syntax constraint: a line the model insists on beats
+                # none): it is off for the rest of the request, and this row is chosen again
+                log.info("%s: out of rewinds; no opinion for the rest of this request", by.name)
+                stats.yielded.append(by.name)
+                self.active.remove(by)
+                self.rows.insert(0, row)
+                if row_input is not None:
+                    self.row_inputs.insert(0, row_input)
+                if expected is not None:
+                    self.draft.insert(0, expected)
             else:
                 # out of rewinds: end the suggestion before the dead end rather than write past it
-                self._end(rewind[0], "constraints: dead end")
+                self._end(to, "constraints: dead end")
             return
         if tok is not None and self.dec._is_stop(tok) and not self._may_end(out.text):
             # a constraint says the suggestion may not end here: the model's next choice

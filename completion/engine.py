@@ -28,7 +28,7 @@ from monitors.vocabulary import Vocabulary
 
 from .backend import BackendConfig, LlamaBackend, ModelLoadError, VocabTokenizer
 from .cache import SuggestionCache
-from .constraints import Constraint, Ending, HealingConstraint
+from .constraints import Constraint, Ending, HealingConstraint, Penalty
 from .decoding import Cancelled, CancelToken, Decoder, Sampling
 from .document import line_bounds
 from .drafting import CombinedDrafter, DraftPolicy, NgramIndex, PromptLookupDrafter, RecycledDrafter
@@ -114,6 +114,7 @@ class _Prefixed:
         self.prefix = prefix
         self.name = inner.name
         self.stats = getattr(inner, "stats", None)
+        self.yields = getattr(inner, "yields", False)
 
     def check(self, generated: str, token: int, text: str | None):
         r = self.inner.check(self.prefix + generated, token, text)
@@ -126,6 +127,11 @@ class _Prefixed:
 
     def may_end(self, generated: str) -> bool:
         return not isinstance(self.inner, Ending) or self.inner.may_end(self.prefix + generated)
+
+    def penalty(self, generated: str):
+        """The inner penalty, as if the text shown were generated in the same run (the
+        continuation must write what one uninterrupted generation would have)."""
+        return self.inner.penalty(self.prefix + generated) if isinstance(self.inner, Penalty) else None
 
 
 def _well_formed_end(text: str, healing: str, constraints: list) -> str:
@@ -579,6 +585,8 @@ class Engine:
             keep_chars=len(healing),
         )
         gen = result.text
+        if result.stats.yielded:  # off for the rest of the request: the trim and the continuation too
+            constraints = [c for c in constraints if c.name not in result.stats.yielded]
         after = gen[len(healing) :] if gen.startswith(healing) else ""
         for mk in markers:
             k = after.find(mk)
@@ -711,7 +719,7 @@ class Engine:
         )
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full, cut_short=result.stats.stop_reason == "max tokens")
-        block = _well_formed_end(block, job.healing, job.constraints)
+        block = _well_formed_end(block, job.healing, [c for c in job.constraints if c.name not in result.stats.yielded])
         block = _document_line_ends(block, job.req.text)  # as for the first line (it was stored with \n)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,

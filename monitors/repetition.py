@@ -261,7 +261,7 @@ class RepetitionSession:
                 cols = [o - line_start(doc, o) for o, _ in stmts]
                 for c in sorted(set(cols)):
                     seq: list[tuple[int, str]] = []
-                    for (o, sig), col in zip(stmts, cols):
+                    for (o, sig), col in zip(stmts, cols, strict=True):
                         if col < c:
                             seq = []  # a shallower statement closes this level's sequence
                         elif col == c:

@@ -282,3 +282,30 @@ def test_a_repeat_chosen_despite_the_decay_ends_the_suggestion():
     r = Decoder(FakeBackend(4, script={**script, tuple([2] + plain.tokens[:2]): 1}), vocab, {0}).generate(
         [2], max_tokens=6, constraints=[EndOnA()])
     assert r.stats.stop_reason == "repetition: ends before a repeat" and r.text == plain.text[:2]
+
+
+def test_a_yielding_constraint_out_of_rewinds_has_no_opinion_instead_of_a_dead_end():
+    vocab = Vocabulary([b"<eos>"] + [bytes([97 + i]) for i in range(20)], control=[0])
+
+    class Insists:
+        """Rewinds to the start whenever a third character comes: never satisfiable."""
+
+        def __init__(self, yields):
+            self.name = "syntax"
+            self.yields = yields
+
+        def check(self, generated, token, text):
+            return Rewind(0) if len(generated) >= 2 else True
+
+        def allowed(self, generated):
+            return None
+
+    stop = lambda t: 4 if len(t) >= 4 else None  # noqa: E731
+    plain = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=8, stop=stop)
+    stuck = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=8, stop=stop, constraints=[Insists(False)])
+    assert stuck.stats.stop_reason == "constraints: dead end" and stuck.text == "" and stuck.stats.rewinds == 4
+    r = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=8, stop=stop, constraints=[Insists(True)])
+    assert r.stats.rewinds == 4 and r.stats.yielded == ["syntax"]
+    assert len(r.text) >= 4 and r.stats.stop_reason != "constraints: dead end"
+    assert plain.text and r.text != ""
+    assert SyntaxMonitor().start(ctx("x = ┃\n")).yields  # the syntax constraint is such a one

@@ -32,12 +32,12 @@ MIN_SUB = '''def minSubArraySum(nums):
         s += -num
         if (s < 0):
             s = 0
-        
+        <CURSOR>
     if max_sum == 0:
         max_sum = max(-i for i in nums)
     min_sum = -max_sum
     return min_sum
-'''
+'''.replace("<CURSOR>", "")
 MIN_SUB_AT = (8, 8)
 
 WITHOUT = ["members", "calls", "imports", "names", "lsp", "repeats"]  # the monitors, no syntax/repetition
