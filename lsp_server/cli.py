@@ -71,6 +71,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
             changes[key] = json.loads(value)
         except ValueError:
             changes[key] = value
+    if os.environ.get("STEERCODE_API_KEY") and "api_key" not in changes and "apiKey" not in changes:
+        changes["api_key"] = os.environ["STEERCODE_API_KEY"]  # team mode: not on the command line
     settings, problems = Settings().merge(changes)
     if problems:
         raise SystemExit("steercode: " + "; ".join(problems))

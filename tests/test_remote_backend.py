@@ -3,6 +3,8 @@ the local decoder on full rows, streams are drafts, rejected streams are closed,
 widened, errors are readable, cancellation closes the stream. (The real llama-server is tested in
 tests/test_team_mode.py.)"""
 
+import dataclasses
+import json
 import threading
 
 import numpy as np
@@ -242,3 +244,29 @@ def test_the_api_key_never_shows_in_the_settings_dump():
     s, problems = Settings().merge({"modelUrl": "http://127.0.0.1:1", "apiKey": "s3cret"})
     assert not problems and s.api_key == "s3cret"
     assert "s3cret" not in str(s.as_dict())
+
+
+def test_the_engine_completes_through_the_server_and_falls_back_when_configured(server, tiny):
+    """The engine on a server (the tiny model's vocabulary): a completion, only token ids sent;
+    with the server gone, a readable error, or with model_fallback the local model's answer."""
+    from completion.engine import Engine
+
+    s, problems = Settings(model_path=tiny, monitors=(), cache=False, prefetch=False, first_line_fast=False).merge(
+        {"modelUrl": server.url, "maxTokens": 8})
+    assert not problems
+    e = Engine(s)
+    e.load()
+    try:
+        assert e.describe()["server"]["reachable"]
+        c = e.complete_text("abc def", language="plaintext", path="/secret/project/notes.txt")
+        assert c.stats["generated_tokens"] >= 1
+        body = server.requests[-1]
+        assert all(isinstance(t, int) for t in body["prompt"]) and "notes" not in json.dumps(body)
+        server.close()
+        with pytest.raises(ModelServerError, match="not usable"):
+            e.complete_text("abc def", language="plaintext")
+        e.settings = dataclasses.replace(e.settings, model_fallback=True)
+        c = e.complete_text("abc def", language="plaintext")
+        assert "fallback" in c.stats and c.stats["generated_tokens"] >= 1
+    finally:
+        e.close()
