@@ -441,6 +441,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if unknown:
                 print(f"steercode: unknown modes {unknown} (known: {', '.join(TYPING_MODES)})", file=sys.stderr)
                 return 2
+            if settings.model_url:  # team mode: N editors at once against the model server
+                from benchmarks.bench import bench_typing_clients
+
+                report = bench_typing_clients(args.files[0], settings.model_url, clients=args.clients, region=args.region,
+                                              settings=settings, max_tokens=args.max_tokens or 24,
+                                              interval_ms=args.interval_ms, progress=say)
+                print(f"typing {report['file']}: {report['clients']} clients x {report['keystrokes']} keystrokes "
+                      f"against {report['model_url']}")
+                for r in report["per_client"]:
+                    print(f"  client {r['client']}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, "
+                          f"identical to local {r.get('identical_to_local', '-')}")
+                print(f"all: p50 {report['p50_ms']} ms, p95 {report['p95_ms']} ms, identical to local "
+                      f"{report.get('identical_to_local', '-')}, errors {len(report['errors'])}")
+                if args.json:
+                    Path(args.json).write_text(json.dumps(report, indent=2))
+                return 0
             if "llama-server" in modes and not args.llama_server:
                 modes.remove("llama-server")
             report = bench_typing(
@@ -673,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--modes", help="typing: comma-separated modes (default: all)")
     b.add_argument("--llama-server", help="typing: a llama-server binary to compare against")
     b.add_argument("--interval-ms", type=float, default=150.0, help="typing: time between keystrokes")
+    b.add_argument("--clients", type=int, default=4, help="typing with --model-url: concurrent editors")
     b.add_argument("--sites", type=int, default=20, help="decode: sites to sample")
     b.add_argument("--related", nargs="+", metavar="FILE", default=None,
                    help="decode: other files as if open in the editor (the drafter copies from them)")

@@ -270,3 +270,14 @@ def test_the_engine_completes_through_the_server_and_falls_back_when_configured(
         assert "fallback" in c.stats and c.stats["generated_tokens"] >= 1
     finally:
         e.close()
+
+
+def test_bench_typing_clients_runs_against_a_server(server, tiny, tmp_path):
+    from benchmarks.bench import bench_typing_clients
+
+    f = tmp_path / "small.py"
+    f.write_text("def f(x):\n    y = x + 1\n    return y\n")
+    r = bench_typing_clients(str(f), server.url, clients=2, region="2:2", settings=Settings(model_path=tiny, monitors=()),
+                             max_tokens=4, interval_ms=0, compare_local=False)
+    assert [c["client"] for c in r["per_client"]] == [0, 1] and r["keystrokes"] == len("y = x + 1") + 1
+    assert not r["errors"] and all(c["p95_ms"] >= c["p50_ms"] > 0 for c in r["per_client"])
