@@ -212,6 +212,17 @@ def _row(entries: Sequence[dict], n_vocab: int) -> _Row:
     return _Row(ids, vals, complete=len(ids) >= n_vocab)
 
 
+def _dangling(piece: bytes) -> bool:
+    """Does ``piece`` end inside a UTF-8 character (llama-server's ``validate_utf8``)? The server
+    sends no event for a generated token that leaves its text so: it must never choose one."""
+    n = len(piece)
+    for i in range(1, min(4, n) + 1):
+        c = piece[n - i]
+        if (c & 0xE0) == 0xC0 and i < 2 or (c & 0xF0) == 0xE0 and i < 3 or (c & 0xF8) == 0xF0 and i < 4:
+            return True
+    return False
+
+
 class _Stream:
     """One streamed ``/completion``: a reader thread turns its server-sent events into
     (token id, row) items on a queue; ``close`` ends the request (the server stops the task)."""
@@ -304,8 +315,13 @@ class _Stream:
             timings = event.get("timings")
             if isinstance(timings, dict) and "prompt_n" in timings:
                 self.prompt_n = int(timings["prompt_n"])
+            probs = event.get("completion_probabilities") or ()
+            n = event.get("tokens_predicted")
+            if probs and isinstance(n, int) and n != len(self.gen) + len(probs):
+                self.close()  # a token went by without its event: nothing after it is usable
+                return False
             got = False
-            for p in event.get("completion_probabilities") or ():
+            for p in probs:
                 self.gen.append(int(p["id"]))
                 self.rows.append(_row(p.get("top_logprobs") or [], self._n_vocab))
                 got = True
@@ -351,6 +367,7 @@ class RemoteBackend:
         self.add_bos = self._vocab.add_bos
         self.token_map = None
         self._pieces: list[bytes] | None = None
+        self._banned = [[t, False] for t, p in enumerate(self.pieces()) if _dangling(p)]
         self._n_ctx_wanted = n_ctx
         self.n_ctx = n_ctx
         self.server: dict[str, Any] = {}  # what the server said about itself (None until reached)
@@ -413,6 +430,9 @@ class RemoteBackend:
             "prompt": prompt, "n_predict": n_predict, "n_probs": n_probs, "stream": stream,
             "cache_prompt": True, "temperature": 0.0, "top_k": 1, "samplers": ["top_k"],
             "repeat_penalty": 1.0, "post_sampling_probs": False, "return_tokens": False,
+            # the server may not choose a token that ends inside a character (it would send no
+            # event for it); the candidates (raw logits) still list it, so the decoder can
+            "logit_bias": self._banned,
         }
         slot = self._slots.get(self.session)
         if slot is not None:

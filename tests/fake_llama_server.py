@@ -85,7 +85,7 @@ class FakeLlamaServer:
                     else:
                         ctx = list(body["prompt"])
                         self._json(200, {"content": "", "id_slot": body.get("id_slot", 0),
-                                         "completion_probabilities": [outer.step(ctx, body["n_probs"])]})
+                                         "completion_probabilities": [outer.step(ctx, body["n_probs"], outer.banned(body))]})
                 else:
                     self._json(404, {"error": {"code": 404, "message": "not found"}})
 
@@ -123,7 +123,7 @@ class FakeLlamaServer:
                             self.connection.shutdown(socket.SHUT_RDWR)
                             self.close_connection = True
                             return
-                        p = outer.step(ctx, body["n_probs"])
+                        p = outer.step(ctx, body["n_probs"], outer.banned(body))
                         ctx.append(p["id"])
                         outer.streamed += 1
                         last = i == int(body["n_predict"]) - 1
@@ -141,13 +141,21 @@ class FakeLlamaServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 
-    def step(self, ctx: list[int], n_probs: int) -> dict:
-        """The greedy token after ``ctx`` and its top ``n_probs`` as llama-server reports them."""
+    def step(self, ctx: list[int], n_probs: int, banned=()) -> dict:
+        """The greedy token after ``ctx`` (``banned`` ids never: logit_bias) and the top
+        ``n_probs`` of the raw logits, as llama-server reports them."""
         logits = self.model._logits_after(ctx).astype(np.float64)
-        order = np.argsort(-logits, kind="stable")[: max(1, min(int(n_probs), self.n_vocab))]
+        order = np.argsort(-logits, kind="stable")
+        top_ids = order[: max(1, min(int(n_probs), self.n_vocab))]
         lse = float(np.log(np.sum(np.exp(logits - logits.max()))) + logits.max())
-        top = [{"id": int(t), "token": "", "bytes": [], "logprob": float(logits[t] - lse)} for t in order]
-        return {"id": int(order[0]), "token": "", "bytes": [], "logprob": top[0]["logprob"], "top_logprobs": top}
+        top = [{"id": int(t), "token": "", "bytes": [], "logprob": float(logits[t] - lse)} for t in top_ids]
+        ban = set(banned)
+        chosen = next(int(t) for t in order if int(t) not in ban)
+        return {"id": chosen, "token": "", "bytes": [], "logprob": float(logits[chosen] - lse), "top_logprobs": top}
+
+    @staticmethod
+    def banned(body: dict) -> list[int]:
+        return [int(t) for t, bias in body.get("logit_bias") or () if bias is False]
 
     def close(self) -> None:
         self.httpd.shutdown()
