@@ -139,9 +139,9 @@ def test_remote_suggestions_equal_the_local_backends(box, model_path):
 
 
 def test_monitors_still_intervene_over_the_wire(box, model_path):
-    """Where the model alone writes a member the object does not have, the monitored model
-    (on the server) writes one it has (several prompts: which ones make the model invent
-    depends on the CPU; at least one must)."""
+    """Where the model alone writes a member the module does not have, the monitored model (on
+    the server) does not (several prompts: which ones make the model invent depends on the CPU;
+    at least one must)."""
     import importlib
     import re
 
@@ -162,7 +162,11 @@ def test_monitors_still_intervene_over_the_wire(box, model_path):
                 continue
             invented += 1
             monitored = e.complete_text(src, options={"line_mode": "single"})
-            assert hasattr(module, first(monitored.insert_text)), (src, plain.insert_text, monitored.insert_text)
+            # a member the module has, or nothing when every way on was a dead end (as the local
+            # full-vocabulary model does at ``textwrap.``): never the invented one
+            name = first(monitored.insert_text)
+            assert name != first(plain.insert_text) and (name == "" or hasattr(module, name)), (
+                src, plain.insert_text, monitored.insert_text)
             assert monitored.stats["monitors"]["members"]["interventions"] >= 1
         assert invented >= 1, "the model invented no member at any of the prompts: pick others"
     finally:
@@ -311,7 +315,7 @@ async def test_lsp_cancellation_mid_stream_stops_the_server(client: LanguageClie
         await asyncio.wait_for(asyncio.wrap_future(fut), 30)
     assert info.value.code == -32800
     assert await until(lsp_box.idle), "the server kept generating for a cancelled request"
-    await configure(client, maxTokens=48)
+    await configure(client, maxTokens=48, firstLineFast=False, prefetch=False)  # no background work after it
     after = await client.text_document_inline_completion_async(params(uri, 5, 0))
     assert after is not None and after.items  # still serving
 
@@ -336,6 +340,6 @@ async def test_lsp_server_killed_mid_request_then_back(client: LanguageClient, l
         await client.text_document_inline_completion_async(params(uri, 5, 0))
     assert "connection refused" in info.value.message
     lsp_box.start()  # back (same port)
-    await configure(client, maxTokens=48)
+    await configure(client, maxTokens=48, firstLineFast=False, prefetch=False)
     r = await client.text_document_inline_completion_async(params(uri, 5, 0))
     assert r is not None and r.items and r.items[0].insert_text.strip()
