@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.steercode-installed
 
-.PHONY: setup run test test-fast lint clean doctor editor-setup vsix
+.PHONY: setup run test test-fast lint clean doctor editor-setup llama-server-setup vsix
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "steercode needs Python >= 3.11 (set PYTHON=...)"'
@@ -33,12 +33,17 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/steercode complete examples/fibonacci.py --line 7 --character 4 --repeat 3 --verbose
 
-# Every test, the real-editor ones included (their set-up is cached between runs).
-test: setup editor-setup
+# Every test, the real-editor and team-mode ones included (their set-up is cached between runs).
+test: setup editor-setup llama-server-setup
 	$(PY) -m pytest -q
 
 editor-setup:
 	tests/editors/setup.sh
+
+# llama-server built from the llama.cpp inside the pinned llama-cpp-python sdist (team-mode tests;
+# cached in the steercode cache directory, a few minutes once, then instant)
+llama-server-setup: | $(PY)
+	PY=$(PY) LLAMA_CPP_PYTHON_VERSION=$(subst llama-cpp-python==,,$(LLAMA_CPP)) tests/llama_server/setup.sh
 
 vsix:
 	cd vscode-extension && npm install --no-audit --no-fund && npm run package

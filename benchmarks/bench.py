@@ -414,3 +414,95 @@ def bench_decode(paths: Sequence[str], *, sites: int = 20, seed: int = 0, settin
     raw = sum(raw_ms)
     report["loop_overhead"] = round(ours / raw - 1, 4) if raw else None
     return report
+
+
+# ---- typing against a shared model server ----------------------------------------------------
+
+
+def bench_typing_clients(
+    path: str,
+    model_url: str,
+    *,
+    clients: int = 4,
+    region: str | None = None,
+    settings: Settings | None = None,
+    max_tokens: int = 24,
+    interval_ms: float = 150.0,
+    compare_local: bool = True,
+    progress: Callable[[str], None] = lambda m: None,
+) -> dict[str, Any]:
+    """``clients`` editors typing the same region at once against one llama-server (each its
+    own engine, its own slot), as ``bench typing`` types: p50/p95 per client, and the share of
+    suggestions identical to the local backend's on the same documents (the local model on the
+    same GGUF, full vocabulary, run after the clients, untimed). Suggestions are made
+    deterministic for the comparison: no time budget, no prefetch."""
+    text = Path(path).read_text(encoding="utf-8")
+    a, b = parse_region(text, region)
+    typed = text[a:b]
+    base = text[:a] + text[b:]
+    settings = settings or Settings()
+    fixed = {"line_mode": "single", "max_tokens": max_tokens, "time_budget_ms": 0, "prefetch": False}
+    remote_settings, problems = settings.merge({**fixed, "model_url": model_url})
+    if problems:
+        raise ValueError("; ".join(problems))
+    docs = [(base[:a] + typed[:i] + base[a:], a + i) for i in range(len(typed) + 1)]
+    lang = _lang(path)
+    engines = []
+    for _ in range(clients):
+        e = Engine(remote_settings)
+        e.load()
+        if e.monitor_suite() is not None:
+            e.wait_warm()
+        engines.append(e)
+    results: list[list[tuple[float, str]]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    start = threading.Barrier(clients)
+
+    def client(k: int) -> None:
+        e = engines[k]
+        start.wait()
+        for doc, cur in docs:
+            t0 = time.perf_counter()
+            try:
+                comp = e.complete(CompletionRequest(text=doc, offset=cur, language=lang, path=f"{path}#client{k}",
+                                                    trigger="automatic"))
+                sugg = comp.insert_text
+            except Exception as exc:  # recorded: a server error is a result here
+                errors.append(f"client {k}: {exc}")
+                sugg = ""
+            ms = (time.perf_counter() - t0) * 1000
+            results[k].append((ms, sugg))
+            time.sleep(max(0.0, interval_ms - ms) / 1000)
+
+    progress(f"{clients} clients typing {len(typed)} keystrokes against {model_url}")
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in engines:
+        e.close()
+    report: dict[str, Any] = {"task": "typing-clients", "file": str(path), "model_url": model_url, "clients": clients,
+                              "keystrokes": len(docs), "interval_ms": interval_ms, "max_tokens": max_tokens,
+                              "per_client": [], "errors": errors[:20]}
+    for k in range(clients):
+        lat = [ms for ms, _ in results[k]]
+        report["per_client"].append({"client": k, "p50_ms": _pct(lat, 0.5), "p95_ms": _pct(lat, 0.95),
+                                     "mean_ms": round(statistics.mean(lat), 2) if lat else 0.0})
+    all_lat = [ms for r in results for ms, _ in r]
+    report["p50_ms"], report["p95_ms"] = _pct(all_lat, 0.5), _pct(all_lat, 0.95)
+    if compare_local:
+        progress("the local backend on the same documents")
+        local_settings, _ = settings.merge({**fixed, "model_url": None, "vocabulary": "full"})
+        local = Engine(local_settings)
+        local.load()
+        try:
+            want = [local.complete(CompletionRequest(text=doc, offset=cur, language=lang, path=str(path),
+                                                     trigger="automatic")).insert_text for doc, cur in docs]
+        finally:
+            local.close()
+        same = [sum(s == w for (_, s), w in zip(results[k], want, strict=True)) for k in range(clients)]
+        report["identical_to_local"] = round(sum(same) / (clients * len(docs)), 4)
+        for k in range(clients):
+            report["per_client"][k]["identical_to_local"] = round(same[k] / len(docs), 4)
+    return report

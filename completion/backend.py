@@ -229,6 +229,51 @@ class VocabTokenizer:
     def piece(self, tid: int) -> bytes:
         return _piece(self._vocab, tid, self._buf)
 
+    # the vocabulary facts a backend gives the engine (a remote backend has no weights here:
+    # ``completion.remote_backend`` reads them from this load of the model's GGUF)
+    @property
+    def bos_id(self) -> int:
+        return llama_cpp.llama_vocab_bos(self._vocab)
+
+    @property
+    def eos_id(self) -> int:
+        return llama_cpp.llama_vocab_eos(self._vocab)
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    def pieces(self) -> list[bytes]:
+        return [self.piece(t) for t in range(self.n_vocab)]
+
+    def token_text(self, tid: int) -> str:
+        return (llama_cpp.llama_vocab_get_text(self._vocab, tid) or b"").decode("utf-8", "replace")
+
+    def is_eog(self, tid: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, tid))
+
+    def is_control(self, tid: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_control(self._vocab, tid))
+
+    def special_ids(self) -> list[int]:
+        mask = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+        return [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_get_attr(self._vocab, t) & mask or self.is_eog(t)]
+
+    def llama_fim_ids(self) -> dict[str, int]:
+        v = self._vocab
+        return {"pre": llama_cpp.llama_vocab_fim_pre(v), "suf": llama_cpp.llama_vocab_fim_suf(v),
+                "mid": llama_cpp.llama_vocab_fim_mid(v)}
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1024)
+        n = llama_cpp.llama_model_meta_val_str(self._model, key.encode("utf-8"), buf, 1024)
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def description(self) -> str:
+        buf = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(self._model, buf, 256)
+        return buf.value.decode("utf-8", "replace")
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -10,6 +10,12 @@ rejected tail of a draft is rolled back with ``truncate``.
 Choosing checks the preferred token against the constraints first and asks for allowed sets only
 when it is rejected (after trying the next few candidates), so the common step costs one argmax
 and a few string comparisons, not a pass over the vocabulary in Python.
+
+A backend that cannot afford whole rows (a model server answers with the top-k of each step) gives
+``PartialLogits``: the known scores, -inf elsewhere, and a ``floor`` no unknown score exceeds. A
+choice is kept only when its score is above the floor (then the full row would have led ``choose``
+to the same token: every candidate examined before it had a higher, hence known, score);
+otherwise the row is widened (``PartialLogits.widen``) and the choice made again.
 """
 
 from __future__ import annotations
@@ -30,13 +36,39 @@ from .constraints import Constraint, Ending, Penalty
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CancelToken", "Cancelled", "DecodeResult", "DecodeStats", "Decoder", "Drafter", "GenerateOptions", "Sampling"]
+__all__ = [
+    "CancelToken", "Cancelled", "DecodeResult", "DecodeStats", "Decoder", "Drafter", "GenerateOptions", "PartialLogits",
+    "Sampling",
+]
 
 _TRY_CANDIDATES = 12  # next-best tokens checked before asking constraints for allowed sets
 _SCAN_CANDIDATES = 256  # candidates scanned with check() when no constraint enumerates its set
 _MAX_REWINDS = 4  # dead ends undone per request at most
 _MAX_VERIFY = 7  # tokens per verification batch (see backend.SMALL_BATCH)
 _MAX_END_REFUSALS = 8  # ends refused per request at most (then the end stands)
+
+
+class PartialLogits(np.ndarray):
+    """A logits row of which only some scores are known (the rest are -inf): no unknown score is
+    above ``floor``. ``widen()`` returns a row that knows more (eventually all: floor -inf).
+    Copies (``row.copy()``, a penalty's shifted row) keep both."""
+
+    floor: float
+    widen: Callable[[], np.ndarray] | None
+
+    def __new__(cls, values: np.ndarray, floor: float, widen: Callable[[], np.ndarray] | None = None) -> PartialLogits:
+        obj = np.asarray(values).view(cls)
+        obj.floor = float(floor)
+        obj.widen = widen
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self.floor = getattr(obj, "floor", float("-inf"))
+        self.widen = getattr(obj, "widen", None)
+
+
+class _Undecided(Exception):
+    """``choose`` would pick a token whose score a partial row does not know well enough."""
 
 
 class Cancelled(Exception):
@@ -114,6 +146,7 @@ class DecodeStats:
     accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted drafted tokens per drafter source
     interventions: dict[str, int] = field(default_factory=dict)  # tokens changed, per constraint
     constraint_errors: list[str] = field(default_factory=list)
+    yielded: list[str] = field(default_factory=list)  # constraints turned off at a dead end (``yields``)
     stop_reason: str = ""
     provisional: int = 0  # tokens accepted while an analysis was still running
     rollbacks: int = 0  # provisional choices that the analysis then rejected
@@ -122,6 +155,7 @@ class DecodeStats:
     unverified_dropped: int = 0  # tokens left out at the deadline because their analysis had not landed
     end_refusals: int = 0  # ends (an end token, a stop rule's cut) that a constraint's may_end refused
     penalized: int = 0  # steps whose scores a penalty shifted
+    widened: int = 0  # partial rows (a remote backend's top-k) widened because the choice fell below them
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -138,6 +172,7 @@ class DecodeStats:
             "accepted_by_source": dict(self.accepted_by_source),
             "interventions": dict(self.interventions),
             "constraint_errors": list(self.constraint_errors),
+            "yielded": list(self.yielded),
             "stop_reason": self.stop_reason,
             "provisional": self.provisional,
             "rollbacks": self.rollbacks,
@@ -146,6 +181,7 @@ class DecodeStats:
             "unverified_dropped": self.unverified_dropped,
             "end_refusals": self.end_refusals,
             "penalized": self.penalized,
+            "widened": self.widened,
         }
 
 
@@ -254,15 +290,19 @@ class Decoder:
         pending_out: list | None = None,
         forbidden: set[int] | None = None,
         rewind_out: list | None = None,
+        floor: float = float("-inf"),
     ) -> int | None:
         """The token the constrained decoder emits after ``generated`` (None: nothing allowed).
 
         Constraints that cannot decide yet (analysis still running) accept provisionally; they
         are appended to ``pending_out`` so the caller can verify the choice later.
+
+        ``floor``: scores not known are at most this (a ``PartialLogits`` row); a choice at or
+        below it, or "nothing allowed" among the known, raises ``_Undecided``.
         """
         tok = self._preferred(logits, sampling, rng)
         if not constraints and not forbidden:
-            return tok
+            return self._decided(logits, tok, floor)
         t0 = time.perf_counter()
         forbidden = forbidden or set()
         try:
@@ -271,10 +311,10 @@ class Decoder:
                 if first is None:
                     if pending_out is not None:
                         pending_out.extend(pend)
-                    return tok
+                    return self._decided(logits, tok, floor)
                 stats.interventions[first.name] = stats.interventions.get(first.name, 0) + 1
                 if rw is not None and rewind_out is not None:
-                    rewind_out.append(rw)
+                    rewind_out.append((rw, first))
 
             # the next few candidates, best first
             k = min(_TRY_CANDIDATES + 1, len(logits))
@@ -288,7 +328,7 @@ class Decoder:
                 if rej is None:
                     if pending_out is not None:
                         pending_out.extend(pend)
-                    return c
+                    return self._decided(logits, c, floor)
             # ask every constraint with an opinion for its allowed set
             allowed: np.ndarray | None = None
             for con in list(constraints):
@@ -302,14 +342,14 @@ class Decoder:
                 allowed = a if allowed is None else np.intersect1d(allowed, a, assume_unique=False)
             if allowed is None:
                 if not constraints and tok not in forbidden:  # every constraint failed and was disabled
-                    return tok
+                    return self._decided(logits, tok, floor)
                 # nobody can enumerate what is allowed: scan the best candidates with check()
                 k = min(_SCAN_CANDIDATES, len(logits))
                 pool = np.argpartition(logits, -k)[-k:]
                 allowed = pool[np.argsort(-logits[pool])]
             else:
                 if not len(allowed):
-                    return None
+                    return None  # nothing allowed at all, whatever the scores
                 allowed = allowed[np.argsort(-logits[allowed])]
             if sampling.temperature > 0.0 and rng is not None and len(allowed) > 1:
                 sub = logits[allowed[: sampling.top_k]].astype(np.float64) / sampling.temperature
@@ -325,10 +365,18 @@ class Decoder:
                 if rej is None:
                     if pending_out is not None:
                         pending_out.extend(pend)
-                    return c
+                    return self._decided(logits, c, floor)
+            if floor > float("-inf"):
+                raise _Undecided  # nothing allowed among the known: the unknown may hold one
             return None
         finally:
             stats.constraint_ms += (time.perf_counter() - t0) * 1000
+
+    @staticmethod
+    def _decided(logits: np.ndarray, tok: int, floor: float) -> int:
+        if floor > float("-inf") and not logits[tok] > floor:
+            raise _Undecided
+        return tok
 
     # ---- the loop --------------------------------------------------------------------------
     def generate(self, prompt: Sequence[int], **options: Any) -> DecodeResult:
@@ -342,15 +390,22 @@ class Decoder:
         """
         opts = GenerateOptions(**options)
         cancel = opts.cancel
-        if cancel is not None and cancel.abort_evals and hasattr(self.backend, "abortable"):
-            try:
-                with self.backend.abortable(cancel.is_set):
-                    return _Generation(self, prompt, opts).run()
-            except Exception as exc:
-                if getattr(exc, "aborted", False):
-                    raise Cancelled(cancel.reason or "cancelled") from exc
-                raise
-        return _Generation(self, prompt, opts).run()
+        # a remote backend stops waiting for its server at once, for any request (``cheap_abort``)
+        abort = cancel is not None and (cancel.abort_evals or getattr(self.backend, "cheap_abort", False))
+        try:
+            if abort and hasattr(self.backend, "abortable"):
+                try:
+                    with self.backend.abortable(cancel.is_set):  # type: ignore[union-attr]
+                        return _Generation(self, prompt, opts).run()
+                except Exception as exc:
+                    if getattr(exc, "aborted", False):
+                        raise Cancelled(cancel.reason or "cancelled") from exc  # type: ignore[union-attr]
+                    raise
+            return _Generation(self, prompt, opts).run()
+        finally:
+            release = getattr(self.backend, "release", None)
+            if release is not None:
+                release()  # a remote backend closes its stream: the server stops generating
 
     def _is_stop(self, tok: int) -> bool:
         return tok in self.stop_ids or bool(self.vocab.is_control[tok])
@@ -524,11 +579,22 @@ class _Generation:
         row_input = self.row_inputs.pop(0) if self.row_inputs else None
         expected = self.draft.pop(0) if self.draft else None
         pend: list = []
-        rewind: list[int] = []
+        rewind: list[tuple[int, Constraint]] = []
         step = len(self.toks)
         scored, shifts = self._penalized(row, out.text)
-        tok = self.dec.choose(scored, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
-                              self.forbidden.get(step), rewind)
+        while True:
+            counted = dict(stats.interventions)
+            try:
+                tok = self.dec.choose(scored, out.text, self.active, stats, self.opts.sampling, self.rng, pend,
+                                      self.forbidden.get(step), rewind, floor=self._floor(row, shifts))
+                break
+            except _Undecided:  # a partial row does not know enough: ask for a wider one
+                stats.interventions = counted
+                pend.clear()
+                rewind.clear()
+                row = row.widen()  # type: ignore[attr-defined]
+                stats.widened += 1
+                scored, shifts = self._penalized(row, out.text)
         if shifts and tok is not None and not rewind:
             for name, sh in shifts:
                 if tok in sh.ids:
@@ -538,18 +604,31 @@ class _Generation:
                         return
                 elif int(np.argmax(row)) in sh.ids:
                     stats.interventions[name] = stats.interventions.get(name, 0) + 1
-        if rewind and 0 <= rewind[0] < len(out.text):
+        if rewind and 0 <= rewind[0][0] < len(out.text):
+            to, by = rewind[0]
             if stats.rewinds < _MAX_REWINDS:
                 # the model's choice shows an earlier token led into a dead end: undo it
-                target = max(i for i in range(len(self.snaps)) if len(self.snaps[i][0]) <= rewind[0])
+                target = max(i for i in range(len(self.snaps)) if len(self.snaps[i][0]) <= to)
                 bad = self.toks[target]
                 stats.rewinds += 1
                 stats.rollbacks -= 1  # counted as a rewind, not a verification rollback
                 self._rollback(target)
                 self.forbidden.setdefault(target, set()).add(bad)
+            elif getattr(by, "yields", False) and by in self.active:
+                # out of rewinds, and the constraint would rather have no opinion than an empty
+                # or cut suggestion (the syntax constraint: a line the model insists on beats
+                # none): it is off for the rest of the request, and this row is chosen again
+                log.info("%s: out of rewinds; no opinion for the rest of this request", by.name)
+                stats.yielded.append(by.name)
+                self.active.remove(by)
+                self.rows.insert(0, row)
+                if row_input is not None:
+                    self.row_inputs.insert(0, row_input)
+                if expected is not None:
+                    self.draft.insert(0, expected)
             else:
                 # out of rewinds: end the suggestion before the dead end rather than write past it
-                self._end(rewind[0], "constraints: dead end")
+                self._end(to, "constraints: dead end")
             return
         if tok is not None and self.dec._is_stop(tok) and not self._may_end(out.text):
             # a constraint says the suggestion may not end here: the model's next choice
@@ -600,6 +679,15 @@ class _Generation:
                 return
         if len(self.toks) >= self.max_tokens:
             self._end(None, "max tokens")
+
+    @staticmethod
+    def _floor(row: np.ndarray, shifts: list[tuple[str, Any]]) -> float:
+        """The most any score a partial row does not know can be (after the penalties' shifts)."""
+        floor = getattr(row, "floor", float("-inf"))
+        if floor == float("-inf") or getattr(row, "widen", None) is None:
+            return float("-inf")
+        up = [sh.amount for _, sh in shifts if sh.amount > 0]
+        return floor + sum(up)
 
     def _penalized(self, row: np.ndarray, text: str) -> tuple[np.ndarray, list[tuple[str, Any]]]:
         """``row`` with the penalties of the constraints that have one added (a copy; the row

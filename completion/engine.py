@@ -28,20 +28,21 @@ from monitors.vocabulary import Vocabulary
 
 from .backend import BackendConfig, LlamaBackend, ModelLoadError, VocabTokenizer
 from .cache import SuggestionCache
-from .constraints import Constraint, Ending, HealingConstraint
+from .constraints import Constraint, Ending, HealingConstraint, Penalty
 from .decoding import Cancelled, CancelToken, Decoder, Sampling
 from .document import line_bounds
 from .drafting import CombinedDrafter, DraftPolicy, NgramIndex, PromptLookupDrafter, RecycledDrafter
 from .fim import ResolvedTemplate, detect_template
 from .models import resolve_model_path
 from .prompt import PromptBuilder
+from .remote_backend import ModelServerError, RemoteBackend, RemoteConfig
 from .settings import Settings
 from .stops import StopRules, decide_line_mode
 from .vocab_head import VocabHeadUnavailable, code_model_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Completion", "CompletionRequest", "Engine", "EngineNotReady", "ModelLoadError"]
+__all__ = ["Completion", "CompletionRequest", "Engine", "EngineNotReady", "ModelLoadError", "ModelServerError"]
 
 ProgressFn = Callable[[str, int], None]
 
@@ -114,6 +115,7 @@ class _Prefixed:
         self.prefix = prefix
         self.name = inner.name
         self.stats = getattr(inner, "stats", None)
+        self.yields = getattr(inner, "yields", False)
 
     def check(self, generated: str, token: int, text: str | None):
         r = self.inner.check(self.prefix + generated, token, text)
@@ -126,6 +128,11 @@ class _Prefixed:
 
     def may_end(self, generated: str) -> bool:
         return not isinstance(self.inner, Ending) or self.inner.may_end(self.prefix + generated)
+
+    def penalty(self, generated: str):
+        """The inner penalty, as if the text shown were generated in the same run (the
+        continuation must write what one uninterrupted generation would have)."""
+        return self.inner.penalty(self.prefix + generated) if isinstance(self.inner, Penalty) else None
 
 
 def _well_formed_end(text: str, healing: str, constraints: list) -> str:
@@ -236,6 +243,8 @@ class Engine:
         self._stream_indexes: OrderedDict[tuple[int, int, int], NgramIndex] = OrderedDict()  # text key -> index
         self._context_index: NgramIndex | None = None  # the prompt's n-grams, kept across requests
         self.root: str | None = None  # project root for static analysis (the LSP workspace)
+        #: team mode with ``model_fallback``: the local model, loaded when the server first fails
+        self._fallback: _Model | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -257,6 +266,9 @@ class Engine:
             old, self._model = self._model, None
             if old is not None:
                 old.backend.close()
+            if self._fallback is not None:
+                self._fallback.backend.close()
+                self._fallback = None
             # drafters' indexes hold the old model's token ids
             self._stream_indexes.clear()
             self._context_index = None
@@ -273,13 +285,14 @@ class Engine:
             finally:
                 self._ready.set()
 
-    def _load(self, progress: ProgressFn) -> _Model:
+    def _load(self, progress: ProgressFn, local: bool = False) -> _Model:
+        """The model the settings name (``local``: the local one even when a server is set)."""
         s = self.settings
         t0 = time.perf_counter()
         progress("locating model", 5)
         path = resolve_model_path(s.model_path)
         t1 = time.perf_counter()
-        backend, head = self._load_backend(path, progress)
+        backend, head = self._load_backend(path, progress, local)
         t2 = time.perf_counter()
         progress("indexing vocabulary", 60)
         try:
@@ -294,7 +307,7 @@ class Engine:
         except ValueError as exc:
             backend.close()
             raise ModelLoadError(str(exc)) from exc
-        if not backend.batch_invariant:
+        if not backend.batch_invariant and not getattr(backend, "remote", False):
             log.warning(
                 "this llama.cpp build uses llamafile GEMM, whose batched logits differ from single-token "
                 "ones: drafting is off (install llama-cpp-python with CMAKE_ARGS=-DGGML_LLAMAFILE=OFF)"
@@ -327,11 +340,19 @@ class Engine:
         )
         return _Model(backend, vocab, template, builder, decoder, tuple(m for m in markers if m), str(path), head)
 
-    def _load_backend(self, path, progress: ProgressFn) -> tuple[LlamaBackend, dict[str, Any]]:
+    def _load_backend(self, path, progress: ProgressFn, local: bool = False) -> tuple[Any, dict[str, Any]]:
         """The backend for ``path`` with the output head the settings ask for: ``code`` loads
         the derived code-vocabulary model (built at first use), or the full model when this
         one cannot have it (the reason is kept for describe/doctor)."""
         s = self.settings
+        if s.model_url and not local:
+            progress(f"connecting to {s.model_url}", 30)
+            remote = RemoteBackend(RemoteConfig(
+                url=s.model_url, vocab_path=str(path), api_key=s.api_key,
+                connect_timeout_s=s.server_connect_timeout_ms / 1000, read_timeout_s=s.server_timeout_ms / 1000,
+                stream_tokens=s.max_tokens), n_ctx=s.context_size)
+            return remote, {"vocabulary": "full", "note": f"the model server's ({s.model_url}); {path.name} gives the vocabulary",
+                            "server": s.model_url}
 
         def config(model: str, tokenizer: str | None = None) -> BackendConfig:
             return BackendConfig(model_path=model, n_ctx=s.context_size, n_threads=s.threads,
@@ -378,6 +399,9 @@ class Engine:
             if self._model is not None:
                 self._model.backend.close()
                 self._model = None
+            if self._fallback is not None:
+                self._fallback.backend.close()
+                self._fallback = None
             if self._suite is not None:
                 self._suite.close()
                 self._suite = None
@@ -492,13 +516,26 @@ class Engine:
                     })
         with self._lock:
             self._background = None  # a new request makes any pending background work stale
-            comp = self._complete_locked(req, s, mode, cancel, t_start)
+            try:
+                comp = self._complete_locked(req, s, mode, cancel, t_start)
+            except ModelServerError as exc:
+                if not s.model_fallback:
+                    raise
+                log.warning("%s; completing with the local model", exc)
+                if self._fallback is None:
+                    self._fallback = self._load(lambda msg, pct: None, local=True)
+                comp = self._complete_locked(req, s, mode, cancel, t_start, self._fallback)
+                comp.stats["fallback"] = str(exc)
+                self._background = None  # continuations belong to the model that began them
         return comp
 
-    def _complete_locked(self, req: CompletionRequest, s: Settings, mode, cancel, t_start: float) -> Completion:
-        m = self._model
+    def _complete_locked(self, req: CompletionRequest, s: Settings, mode, cancel, t_start: float,
+                         model: _Model | None = None) -> Completion:
+        m = model or self._model
         if m is None:
             raise EngineNotReady(self._load_error or "the model is not loaded yet")
+        if hasattr(m.backend, "session"):
+            m.backend.session = req.path or ""  # one server slot per document
         if cancel:
             cancel.check()
         t_wait = time.perf_counter()
@@ -579,6 +616,8 @@ class Engine:
             keep_chars=len(healing),
         )
         gen = result.text
+        if result.stats.yielded:  # off for the rest of the request: the trim and the continuation too
+            constraints = [c for c in constraints if c.name not in result.stats.yielded]
         after = gen[len(healing) :] if gen.startswith(healing) else ""
         for mk in markers:
             k = after.find(mk)
@@ -664,6 +703,9 @@ class Engine:
                             # is still there); a request the cache cannot answer drops the job
                             self._background = job
                             raise
+                        except ModelServerError as exc:  # the server went away: the job is dropped
+                            log.warning("background work stopped: %s", exc)
+                            return None
                         done = "continuation"
             shown = self._last_shown
             if shown is not None and shown[1].prefetch and shown[1].cache:
@@ -673,7 +715,11 @@ class Engine:
                     accepted = req.text[: req.offset] + text + req.text[req.offset :]
                     nxt = dataclasses.replace(req, text=accepted, offset=req.offset + len(text), trigger="automatic")
                     if self.cache.lookup(nxt.text, nxt.offset, _cache_config(s, nxt)) is None:
-                        self.complete(nxt, cancel)
+                        try:
+                            self.complete(nxt, cancel)
+                        except ModelServerError as exc:
+                            log.warning("prefetch stopped: %s", exc)
+                            return done
                         self._last_shown = None  # do not chain prefetches
                         done = (done + "+prefetch") if done else "prefetch"
         except Cancelled:
@@ -711,7 +757,7 @@ class Engine:
         )
         full = (gen0 + result.text)[len(job.healing) :]
         block = job.rules.finish(full, cut_short=result.stats.stop_reason == "max tokens")
-        block = _well_formed_end(block, job.healing, job.constraints)
+        block = _well_formed_end(block, job.healing, [c for c in job.constraints if c.name not in result.stats.yielded])
         block = _document_line_ends(block, job.req.text)  # as for the first line (it was stored with \n)
         if block:
             self.cache.store(job.req.text, job.req.offset, block, multiline=job.mode.multiline, complete=True,

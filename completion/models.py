@@ -22,7 +22,7 @@ from .files import sha256 as _sha256
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDED_MODEL_NAME", "cache_dir", "embedded_model_path", "resolve_model_path"]
+__all__ = ["EMBEDDED_MODEL_NAME", "cache_dir", "embedded_model_path", "llama_server_path", "resolve_model_path"]
 
 EMBEDDED_MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
 
@@ -98,3 +98,15 @@ def resolve_model_path(model_path: str | None) -> Path:
     if model_path:
         return check_gguf_file(model_path)
     return embedded_model_path()
+
+
+def llama_server_path() -> Path:
+    """Where ``tests/llama_server/setup.sh`` (``make llama-server-setup``) puts the llama-server
+    binary it builds from the pinned llama-cpp-python's llama.cpp (it may not be there)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        version = "0.3.36"
+    return cache_dir() / "llama-server" / version / "bin" / "llama-server"

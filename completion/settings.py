@@ -8,12 +8,14 @@ so a typo in an editor's configuration never stops completions.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "check_model_url"]
 
 _LINE_MODES = ("auto", "single", "multi")
 _AUTOMATIC = ("on", "single", "off")
@@ -25,7 +27,8 @@ def _snake(key: str) -> str:
 
 
 def _monitors_value(value: Any, current: tuple[str, ...]) -> Any:
-    """``monitors`` accepts true/false (all/none), a list of names, or {name: bool} over the current set."""
+    """``monitors`` accepts true/false (all/none), a list of names (or a comma-separated string),
+    or {name: bool} over the current set."""
     from monitors.suite import ALL_MONITORS
 
     if value is True:
@@ -34,6 +37,8 @@ def _monitors_value(value: Any, current: tuple[str, ...]) -> Any:
         return ()
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
+    if isinstance(value, str):  # "members,calls" (a command line's --set monitors=...)
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     if isinstance(value, Mapping):
         on = set(current)
         for k, v in value.items():
@@ -42,6 +47,34 @@ def _monitors_value(value: Any, current: tuple[str, ...]) -> Any:
             (on.add if v else on.discard)(k)
         return tuple(m for m in ALL_MONITORS if m in on)
     return value
+
+
+def check_model_url(url: str) -> str | None:
+    """A readable problem with ``url`` as a model server address (None: it is fine): http(s)
+    with a host; plain http only to a loopback host (anything else must be https)."""
+    if not isinstance(url, str) or not url:
+        return f"model_url must be an http(s)://host:port address, got {url!r}"
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return f"model_url must be an http(s)://host:port address, got {url!r}"
+    if u.query or u.fragment or u.username or u.password:
+        return f"model_url must not carry a query, fragment or credentials (use api_key): {url!r}"
+    try:
+        u.port  # noqa: B018 - validates it
+    except ValueError:
+        return f"model_url has a bad port: {url!r}"
+    if u.scheme == "http" and not _is_loopback(u.hostname):
+        return f"model_url {url!r}: plain http is only allowed to a loopback address; use https for {u.hostname}"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -69,7 +102,7 @@ class Settings:
     top_p: float = 1.0
     seed: int = 0
     model_wait_ms: int = 15000  # how long a request waits for the model to load
-    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp", "repeats")  # enabled monitors
+    monitors: tuple[str, ...] = ("members", "calls", "imports", "names", "lsp", "repeats", "syntax", "repetition")  # enabled monitors
     monitor_timeout_ms: int = 300  # analysis budget per trigger; slower means "no opinion" there
     cache: bool = True  # typed-through suggestion cache
     drafting: bool = True  # speculative drafts (prompt lookup + token recycling), verified exactly
@@ -80,9 +113,20 @@ class Settings:
     # line in the background (0: off)
     time_budget_ms: int = 100
     prefetch: bool = True  # when idle, prepare the suggestion after the one shown
+    # team mode: the model runs on a llama-server at this address (http(s)://host:port; plain
+    # http only to loopback); model_path then names a local copy of its GGUF, whose vocabulary
+    # is used (default: the embedded model, for a server running it). None: the local model
+    model_url: str | None = None
+    api_key: str | None = None  # sent as "Authorization: Bearer ..." (llama-server --api-key)
+    server_timeout_ms: int = 30000  # no answer from the server for this long: the request fails
+    server_connect_timeout_ms: int = 3000
+    # when the server cannot answer, complete with the local model (model_path) instead
+    model_fallback: bool = False
 
     #: settings that take effect only when the model is (re)loaded
-    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "vocabulary", "threads", "threads_batch", "context_size", "fim_template")
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "vocabulary", "threads", "threads_batch", "context_size", "fim_template",
+                                             "model_url", "api_key", "server_timeout_ms", "server_connect_timeout_ms",
+                                             "model_fallback")
 
     # ---- validation ------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -147,9 +191,17 @@ class Settings:
                     p.append(str(exc))
         if self.model_path is not None and not isinstance(self.model_path, str):
             p.append(f"model_path must be a string, got {self.model_path!r}")
+        if self.model_url is not None:
+            problem = check_model_url(self.model_url)
+            if problem:
+                p.append(problem)
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.isprintable()):
+            p.append("api_key must be a printable string")
+        rng("server_timeout_ms", 100, 600000)
+        rng("server_connect_timeout_ms", 100, 600000)
         rng("max_draft", 0, 6)
         rng("time_budget_ms", 0, 600000)
-        for name in ("enable", "token_healing", "cache", "drafting", "first_line_fast", "prefetch"):
+        for name in ("enable", "token_healing", "cache", "drafting", "first_line_fast", "prefetch", "model_fallback"):
             if not isinstance(getattr(self, name), bool):
                 p.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         return p
@@ -168,7 +220,7 @@ class Settings:
             if key not in names:
                 problems.append(f"unknown setting {raw_key!r}")
                 continue
-            if key == "model_path" and value == "":
+            if key in ("model_path", "model_url", "api_key") and value == "":
                 value = None
             if key == "monitors":
                 value = _monitors_value(value, current.monitors)
@@ -186,4 +238,8 @@ class Settings:
         return current, problems
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as plain data (the api_key masked: this is what status and logs show)."""
+        d = dataclasses.asdict(self)
+        if d.get("api_key"):
+            d["api_key"] = "***"
+        return d

@@ -347,6 +347,11 @@ class StopRules:
                 if blank_run >= 2 and nonblank:
                     self.reason = "two blank lines"
                     return offsets[i - 1] - 1 if i > 0 else 0
+                if nonblank and (block_indent if block_indent is not None else self.line_indent) > 0 and i > 0:
+                    # inside a function or class: a blank line ends a paragraph of code, and
+                    # what comes after it the model writes without knowing the text below
+                    self.reason = "blank line"
+                    return offsets[i] - 1
                 continue
             blank_run = 0
             indent = _indent_width(full)

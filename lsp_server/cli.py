@@ -55,6 +55,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
         changes["model_path"] = args.model
     if getattr(args, "vocabulary", None):
         changes["vocabulary"] = args.vocabulary
+    if getattr(args, "model_url", None):
+        changes["model_url"] = args.model_url
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
     if getattr(args, "max_tokens", None) is not None:
@@ -69,6 +71,8 @@ def _settings_from_args(args: argparse.Namespace, defaults: dict[str, Any] | Non
             changes[key] = json.loads(value)
         except ValueError:
             changes[key] = value
+    if os.environ.get("STEERCODE_API_KEY") and "api_key" not in changes and "apiKey" not in changes:
+        changes["api_key"] = os.environ["STEERCODE_API_KEY"]  # team mode: not on the command line
     settings, problems = Settings().merge(changes)
     if problems:
         raise SystemExit("steercode: " + "; ".join(problems))
@@ -83,6 +87,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="most tokens to generate")
     p.add_argument("--line-mode", choices=["auto", "single", "multi"], help="single/multi-line policy")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting (repeatable), e.g. --set context_tokens=512")
+    p.add_argument("--model-url", help="team mode: run the model on this llama-server (http(s)://host:port)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +263,7 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
     """One JSON-lines request -> one response object (None for a blank line)."""
     from completion.decoding import Cancelled
     from completion.document import PositionError, position_to_offset
-    from completion.engine import CompletionRequest, EngineNotReady, ModelLoadError
+    from completion.engine import CompletionRequest, EngineNotReady, ModelLoadError, ModelServerError
     from monitors.syntax import language_for_path
 
     if not line.strip():
@@ -317,6 +322,8 @@ def handle_stdio_line(engine, line: bytes) -> dict[str, Any] | None:
         return _stdio_error(rid, "model_error", str(exc))
     except (EngineNotReady, Cancelled) as exc:
         return _stdio_error(rid, "not_ready", str(exc))
+    except ModelServerError as exc:  # team mode: the model server is down or refused
+        return _stdio_error(rid, "server_error", str(exc))
     except ValueError as exc:
         return _stdio_error(rid, "invalid_request", str(exc))
     except Exception as exc:  # a bug: report it, keep serving
@@ -434,6 +441,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if unknown:
                 print(f"steercode: unknown modes {unknown} (known: {', '.join(TYPING_MODES)})", file=sys.stderr)
                 return 2
+            if settings.model_url:  # team mode: N editors at once against the model server
+                from benchmarks.bench import bench_typing_clients
+
+                report = bench_typing_clients(args.files[0], settings.model_url, clients=args.clients, region=args.region,
+                                              settings=settings, max_tokens=args.max_tokens or 24,
+                                              interval_ms=args.interval_ms, progress=say)
+                print(f"typing {report['file']}: {report['clients']} clients x {report['keystrokes']} keystrokes "
+                      f"against {report['model_url']}")
+                for r in report["per_client"]:
+                    print(f"  client {r['client']}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, "
+                          f"identical to local {r.get('identical_to_local', '-')}")
+                print(f"all: p50 {report['p50_ms']} ms, p95 {report['p95_ms']} ms, identical to local "
+                      f"{report.get('identical_to_local', '-')}, errors {len(report['errors'])}")
+                if args.json:
+                    Path(args.json).write_text(json.dumps(report, indent=2))
+                return 0
             if "llama-server" in modes and not args.llama_server:
                 modes.remove("llama-server")
             report = bench_typing(
@@ -541,8 +564,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if lang in ("typescript", "javascript"):
             row(f"monitor server {lang}", state)
     settings = _settings_from_args(args)
-    from completion.engine import CompletionRequest, Engine, ModelLoadError
+    from completion.engine import CompletionRequest, Engine, ModelLoadError, ModelServerError
 
+    if settings.model_url:
+        _doctor_server(settings, row, problems)
     engine = Engine(settings)
     try:
         t0 = time.perf_counter()
@@ -557,9 +582,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         else:
             row("output head", f"full{': ' + head['note'] if head.get('note') else ''}")
         row("context", f"{d['n_ctx']} tokens (trained {d['n_ctx_train']}), sliding window {d['n_swa']}")
-        row("threads", f"{d['threads']} decode / {d['threads_batch']} prompt")
-        row("batch invariant", "yes (exact drafting)" if d["batch_invariant"] else "NO: llamafile build, drafting off")
-        if not d["batch_invariant"]:
+        if not settings.model_url:
+            row("threads", f"{d['threads']} decode / {d['threads_batch']} prompt")
+            row("batch invariant", "yes (exact drafting)" if d["batch_invariant"] else "NO: llamafile build, drafting off")
+        if not d["batch_invariant"] and not settings.model_url:
             problems.append("llama-cpp-python was built with llamafile: reinstall with CMAKE_ARGS=-DGGML_LLAMAFILE=OFF (make setup does)")
         row("load time", f"{(time.perf_counter() - t0) * 1000:.0f} ms")
         if not args.no_complete:
@@ -568,7 +594,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             row("test completion", f"{comp.insert_text!r} in {comp.stats['total_ms']:.0f} ms")
             if not comp.insert_text:
                 problems.append("the test completion came back empty")
-    except ModelLoadError as exc:
+    except (ModelLoadError, ModelServerError) as exc:
         row("model", f"FAILED: {exc}")
         problems.append(str(exc))
     finally:
@@ -580,6 +606,28 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 1
     print("no problems found")
     return 0
+
+
+def _doctor_server(settings, row, problems: list[str]) -> None:
+    """Team mode: is the model server reachable, what does it run, with what context and FIM tokens."""
+    from completion.backend import ModelLoadError
+    from completion.models import resolve_model_path
+    from completion.remote_backend import ModelServerError, server_report
+
+    row("model server", settings.model_url)
+    try:
+        vocab = resolve_model_path(settings.model_path)
+        info = server_report(settings.model_url, settings.api_key, str(vocab), settings.server_connect_timeout_ms / 1000)
+    except (ModelServerError, ModelLoadError) as exc:
+        row("server", f"FAILED: {exc}")
+        problems.append(str(exc))
+        return
+    row("server reachable", f"yes ({info.get('build') or 'llama-server'})")
+    row("server model", f"{info.get('model_path')} ({(info.get('n_params') or 0) / 1e6:.0f}M params)")
+    row("server context", f"{info.get('n_ctx_slot')} tokens per slot, {info.get('slots')} slots (trained {info.get('n_ctx_train')})")
+    row("server vocabulary", f"{info.get('n_vocab')} tokens, the same as {vocab.name}")
+    fim = info.get("fim") or {}
+    row("server FIM tokens", ", ".join(f"{k}={v}" for k, v in fim.items() if v) or "none (prefix-only prompts)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--modes", help="typing: comma-separated modes (default: all)")
     b.add_argument("--llama-server", help="typing: a llama-server binary to compare against")
     b.add_argument("--interval-ms", type=float, default=150.0, help="typing: time between keystrokes")
+    b.add_argument("--clients", type=int, default=4, help="typing with --model-url: concurrent editors")
     b.add_argument("--sites", type=int, default=20, help="decode: sites to sample")
     b.add_argument("--related", nargs="+", metavar="FILE", default=None,
                    help="decode: other files as if open in the editor (the drafter copies from them)")

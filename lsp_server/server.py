@@ -33,7 +33,7 @@ from pygls.server import LanguageServer
 from pygls.workspace import TextDocument, Workspace
 
 from completion.decoding import Cancelled
-from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError
+from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError, ModelServerError
 from completion.models import check_gguf_file
 from completion.settings import Settings
 from monitors import version_gate
@@ -272,6 +272,7 @@ class SteercodeServer(LanguageServer):
         self._load_task: asyncio.Future | None = None
         self._progress: dict[str, Any] | None = None
         self._not_ready_logged = 0.0
+        self._server_error_shown = -1e9
         self.completions_served = 0
         self.list_triggers: dict[str, str] = {}  # uri -> trigger of the completion list last opened there
         self.cancelled_count = 0
@@ -528,6 +529,13 @@ class SteercodeServer(LanguageServer):
         except EngineNotReady as exc:
             log.warning("no suggestion: %s", exc)
             return None
+        except ModelServerError as exc:  # team mode: the request fails with the reason; we go on serving
+            log.warning("no suggestion: %s", exc)
+            now = time.monotonic()
+            if now - self._server_error_shown > 60:  # once a minute at most, not per keystroke
+                self._server_error_shown = now
+                self.show_message(f"steercode: {exc}", types.MessageType.Error)
+            raise JsonRpcInternalError(message=f"steercode: {exc}") from None
         except ValueError as exc:
             raise JsonRpcInvalidParams(message=str(exc)) from None
         except Exception as exc:

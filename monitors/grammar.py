@@ -350,6 +350,9 @@ class SyntaxSession:
     """The syntax constraint for one request (see the module docstring)."""
 
     name = "syntax"
+    #: out of rewinds, the decoder turns this constraint off for the request instead of ending
+    #: the suggestion before the dead end: a line the model insists on beats an empty one
+    yields = True
 
     def __init__(self, ctx: MonitorContext, multiline: bool) -> None:
         self.ctx = ctx

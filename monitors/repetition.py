@@ -45,6 +45,10 @@ _WS = re.compile(r"\s+")
 
 #: node types that play the same part in a repeat (``if n == 2: …`` then ``elif n == 3: …``)
 _ALIASES = {"elif_clause": "if_statement", "elif": "if", "else_if_clause": "if_statement"}
+#: clauses that continue a compound statement on lines of their own
+_CLAUSES = frozenset({"elif_clause", "else_clause", "except_clause", "finally_clause", "else_if_clause"})
+#: lines above the cursor in its block whose statements count towards a repeat
+HEAD_LINES = 16
 
 
 def signature(node, data: bytes, depth: int = 2) -> str:
@@ -56,7 +60,9 @@ def signature(node, data: bytes, depth: int = 2) -> str:
     kind = _ALIASES.get(node.type, node.type)
     if depth <= 0 or not node.children:
         return kind
-    return kind + "(" + ",".join(signature(c, data, depth - 1) for c in node.children) + ")"
+    # an ``if``'s own part: its ``elif``/``else`` clauses are statements of their own lines
+    children = [c for c in node.children if c.type not in _CLAUSES]
+    return kind + "(" + ",".join(signature(c, data, depth - 1) for c in children) + ")"
 
 
 def line_statement(root, b: int):
@@ -173,6 +179,10 @@ class RepetitionSession:
         self.head_line = ctx.text[line_start(ctx.text, ctx.offset) : ctx.offset]
         self.healed = ctx.cursor - ctx.offset
         self.header = header  # the enclosing function's signature and docstring lines, normalized
+        # the statements above the cursor in its block count towards a repeat (``if n < 2:
+        # return n`` then a generated ``elif n < 3: …``): they start at ``scan_from``
+        self.line_from = line_start(ctx.text, ctx.offset)
+        self.scan_from = _block_head_start(ctx.text, self.line_from)
         self.stats = MonitorStats()
         self._memo: dict[str, tuple[int, str, str] | None] = {}
 
@@ -213,38 +223,58 @@ class RepetitionSession:
         t0 = time.perf_counter()
         try:
             block = generated[: len(generated) - len(partial)]
-            rep = self._repeat(block)
-            if rep is None:
-                return None
-            count, indent, word = rep
-            if not indent.startswith(partial):
-                return None  # the line goes to another indentation: not the repeat
-            rest = indent[len(partial) :] + word
+            shifts = []
             vocab = self.ctx.vocab
-            ids = vocab.ids_consistent_with(rest)
-            if len(rest) > len(word):  # the blanks before the word are not the repeat's start
-                ids = np.setdiff1d(ids, vocab.ids_prefix_of(rest[: len(rest) - len(word)]))
+            for count, generated_units, indent, word in self._repeat(block):
+                if not indent.startswith(partial):
+                    continue  # the line goes to another indentation: not this repeat
+                rest = indent[len(partial) :] + word
+                ids = vocab.ids_consistent_with(rest)
+                if len(rest) > len(word):  # the blanks before the word are not the repeat's start
+                    ids = np.setdiff1d(ids, vocab.ids_prefix_of(rest[: len(rest) - len(word)]))
+                # ending needs a repeat the suggestion took part in (a list of alike lines above
+                # the cursor may go on by one more)
+                end = count >= self.end_at and generated_units >= 1
+                shifts.append(Shift(ids, count * self.log_lambda, end=end))
+            if not shifts:
+                return None
             self.stats.constrained.add(len(generated))
-            return [Shift(ids, count * self.log_lambda, end=count >= self.end_at)]
+            return shifts
         finally:
             self.stats.check_ms += (time.perf_counter() - t0) * 1000
 
-    def _repeat(self, block: str) -> tuple[int, str, str] | None:
-        """(count, indentation, first word) of the statement that would start the repeated unit
-        once more after ``block`` (complete lines), or None when the block does not end with one."""
+    def _repeat(self, block: str) -> list[tuple[int, int, str, str]]:
+        """For each indentation level whose statements end with a repeated unit after ``block``
+        (complete lines; counted with the statements above the cursor in its block): (count, how
+        many of the units are generated, indentation, first word of the statement that would
+        start the unit once more). A compound statement stands for its body at its own level
+        (``elif n < 3: return n + 1`` repeats ``if n < 2: return n``); the body's lines form the
+        next level's sequence."""
         if block in self._memo:
             return self._memo[block]
-        found = None
+        found: list[tuple[int, int, str, str]] = []
         if block.strip():
             doc = self.head + block + self.tail
-            stmts = block_statements(doc, len(self.head), len(self.head) + len(block), self.language,
+            stmts = block_statements(doc, self.scan_from, len(self.head) + len(block), self.language,
                                      incremental=True)
             if stmts:
-                p, count = trailing_repeat([sig for _, sig in stmts])
-                if p:
-                    first = stmts[len(stmts) - p][0]
-                    ls = line_start(doc, first)
-                    found = (count, doc[ls:first], _first_word(doc[first : first + 80]))
+                cols = [o - line_start(doc, o) for o, _ in stmts]
+                for c in sorted(set(cols)):
+                    seq: list[tuple[int, str]] = []
+                    for (o, sig), col in zip(stmts, cols, strict=True):
+                        if col < c:
+                            seq = []  # a shallower statement closes this level's sequence
+                        elif col == c:
+                            seq.append((o, sig))
+                    p, count = trailing_repeat([sig for _, sig in seq])
+                    if not p:
+                        continue
+                    starts = [seq[len(seq) - k * p][0] for k in range(1, count + 1)]
+                    generated_units = sum(1 for o in starts if o >= self.line_from)
+                    if generated_units:
+                        first = starts[0]  # the latest unit: its first word starts the next
+                        ls = line_start(doc, first)
+                        found.append((count, generated_units, doc[ls:first], _first_word(doc[first : first + 80])))
         if len(self._memo) > 64:
             self._memo.clear()
         self._memo[block] = found
@@ -252,6 +282,32 @@ class RepetitionSession:
 
     def describe(self) -> dict[str, Any]:
         return self.stats.as_dict()
+
+
+def _indent_width(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _block_head_start(text: str, ls: int) -> int:
+    """Where the cursor line's block begins above it: the earliest of the (at most
+    ``HEAD_LINES``) contiguous lines above that are blank or indented at least as deep as the
+    cursor line (``ls``: its start)."""
+    nl = text.find("\n", ls)
+    cur = text[ls : nl if nl >= 0 else len(text)]
+    width = _indent_width(cur)
+    start = ls
+    pos = ls
+    for _ in range(HEAD_LINES):
+        if pos == 0:
+            break
+        prev = line_start(text, pos - 1)
+        line = text[prev : pos - 1]
+        if line.strip() and _indent_width(line) < width:
+            break
+        pos = prev
+        if line.strip():
+            start = prev
+    return start
 
 
 _FUNCTIONS = frozenset({"function_definition", "function_declaration", "method_definition", "arrow_function",

@@ -206,6 +206,25 @@ def test_a_repeats_critical_token_is_decayed():
     assert IND not in s.penalty("elif n == 1: return 1\n    elif n == 2: return 2\n")[0].ids
 
 
+def test_the_statements_above_the_cursor_count_towards_a_repeat():
+    # make run's demo: `if n < 2: return n` above, then the model writes `elif n < 3: return n + 1`
+    s = RepetitionMonitor().start(ctx(ELIFS, multiline=True))
+    shifts = s.penalty("elif n < 3:\n        return n + 1\n    ")
+    assert shifts is not None and shifts[0].end and ELIF in shifts[0].ids
+    assert shifts[0].amount == pytest.approx(2 * math.log(0.9))
+    assert s.penalty("elif n == 3:\n        return n + 1\n    ") is None  # `==` is not `<`: no repeat
+    # alike lines above: the first generated line is free, one more of them may follow
+    src = "class P:\n    def __init__(self, a, b, c, d):\n        self.a = a\n        self.b = b\n        ┃\n"
+    s = RepetitionMonitor().start(ctx(src, multiline=True))
+    assert s.penalty("") is None
+    shifts = s.penalty("self.c = c\n        ")
+    assert shifts[0].end and shifts[0].amount == pytest.approx(3 * math.log(0.9))
+    # an if's elif/else clauses are not part of its signature: `if` and `elif` lines match
+    text = "if a < 1:\n    x = 1\nelif a < 2:\n    x = 2\nelse:\n    x = 3\n"
+    sigs = block_signatures(text, 0, len(text), "python")
+    assert sigs[0] == sigs[2] and sigs[1] == sigs[3] == sigs[5] and sigs[4] != sigs[0]
+
+
 def test_a_copy_of_the_functions_header_is_rewound():
     src = 'def add(a, b):\n    """Add two numbers."""\n    ┃\n'
     s = RepetitionMonitor().start(ctx(src, multiline=True))
@@ -263,3 +282,30 @@ def test_a_repeat_chosen_despite_the_decay_ends_the_suggestion():
     r = Decoder(FakeBackend(4, script={**script, tuple([2] + plain.tokens[:2]): 1}), vocab, {0}).generate(
         [2], max_tokens=6, constraints=[EndOnA()])
     assert r.stats.stop_reason == "repetition: ends before a repeat" and r.text == plain.text[:2]
+
+
+def test_a_yielding_constraint_out_of_rewinds_has_no_opinion_instead_of_a_dead_end():
+    vocab = Vocabulary([b"<eos>"] + [bytes([97 + i]) for i in range(20)], control=[0])
+
+    class Insists:
+        """Rewinds to the start whenever a third character comes: never satisfiable."""
+
+        def __init__(self, yields):
+            self.name = "syntax"
+            self.yields = yields
+
+        def check(self, generated, token, text):
+            return Rewind(0) if len(generated) >= 2 else True
+
+        def allowed(self, generated):
+            return None
+
+    stop = lambda t: 4 if len(t) >= 4 else None  # noqa: E731
+    plain = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=8, stop=stop)
+    stuck = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=8, stop=stop, constraints=[Insists(False)])
+    assert stuck.stats.stop_reason == "constraints: dead end" and stuck.text == "" and stuck.stats.rewinds == 4
+    r = Decoder(FakeBackend(21), vocab, {0}).generate([3], max_tokens=8, stop=stop, constraints=[Insists(True)])
+    assert r.stats.rewinds == 4 and r.stats.yielded == ["syntax"]
+    assert len(r.text) >= 4 and r.stats.stop_reason != "constraints: dead end"
+    assert plain.text and r.text != ""
+    assert SyntaxMonitor().start(ctx("x = ┃\n")).yields  # the syntax constraint is such a one

@@ -398,7 +398,9 @@ async def test_trigger_kinds_are_read_as_lsp_318(client: LanguageClient):
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_cancellation_mid_generation(client: LanguageClient):
-    await configure(client, maxTokens=600, lineMode="multi", maxLines=200, firstLineFast=False, cache=False)
+    # (the repetition penalty would end this module of alike functions after a few of them)
+    await configure(client, maxTokens=600, lineMode="multi", maxLines=200, firstLineFast=False, cache=False,
+                    monitors={"repetition": False})
     text = "# A long module of many small functions\n\ndef f0(x):\n    return x + 0\n\n"
     uri = open_doc(client, text)
     params = types.InlineCompletionParams(

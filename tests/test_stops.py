@@ -205,6 +205,14 @@ def test_block_max_lines_and_blank_lines():
     assert run(rules(src), "a = 1\n\n\n    b = 2\n") == "a = 1"
 
 
+def test_block_in_a_function_ends_at_a_blank_line_and_at_top_level_goes_on():
+    r = rules("def f():\n    ┃")
+    assert run(r, "a = 1\n    b = 2\n\n    def g():\n        pass\n") == "a = 1\n    b = 2"
+    assert r.reason == "blank line"
+    # at the module's top level a blank line separates statements of the same block
+    assert run(rules("import os\n┃", multiline=True), "a = 1\n\nb = 2\n") == "a = 1\n\nb = 2"
+
+
 def test_block_stops_on_repeating_lines():
     assert run(rules("def f():\n    ┃"), "x()\n    x()\n    x()\n    x()\n") == "x()\n    x()"
 

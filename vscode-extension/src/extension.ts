@@ -77,6 +77,8 @@ export function serverSettings(): Record<string, unknown> {
   return {
     enable: c.get<boolean>("enable", true),
     modelPath: c.get<string>("modelPath", ""),
+    modelUrl: c.get<string>("modelUrl", ""),
+    apiKey: c.get<string>("apiKey", ""),
     threads: c.get<number>("threads", 0),
     monitors: c.get<boolean>("monitors", true),
     maxLines: c.get<number>("maxLines", 8),
