@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip wheel
 
 # llama-cpp-python builds from source (~5-7 min on 2 cores), without llamafile's GEMM: its batched
-# logits differ from single-token ones, which would make drafting inexact (see README). A wheel built
+# logits differ from single-token ones, which would make drafting inexact (see ARCHITECTURE.md). A wheel built
 # with default flags (e.g. from pip's cache) is detected and rebuilt.
 LLAMA_CPP = llama-cpp-python==0.3.36
 $(STAMP): pyproject.toml | $(PY)

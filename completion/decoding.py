@@ -85,6 +85,9 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        #: how often ``is_set`` was asked: the decode loop asks once per step, so a front end
+        #: can tell how far the work holding the token got (``steercode/status``'s ``running``)
+        self.polls = 0
         #: also stop inside a model evaluation, not only between them (for background work:
         #: the keystroke that cancels it should not wait for its evaluation to end)
         self.abort_evals = False
@@ -95,6 +98,7 @@ class CancelToken:
             self._event.set()
 
     def is_set(self) -> bool:
+        self.polls += 1
         return self._event.is_set()
 
     def check(self) -> None:

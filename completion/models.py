@@ -17,29 +17,14 @@ import os
 from pathlib import Path
 
 from .backend import ModelLoadError, check_gguf_file
+from .files import cache_dir
+from .files import sha256 as _sha256
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EMBEDDED_MODEL_NAME", "cache_dir", "embedded_model_path", "llama_server_path", "resolve_model_path"]
 
 EMBEDDED_MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
-
-
-def cache_dir() -> Path:
-    """steercode's cache directory ($STEERCODE_CACHE_DIR, else $XDG_CACHE_HOME/steercode)."""
-    env = os.environ.get("STEERCODE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "steercode"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stamp(path: Path) -> dict[str, object]:

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import cache_dir
+from .files import sha256 as _sha256
 from .gguf_file import GGUFError, GGUFFile, TensorInfo, Value, VType, read_gguf, write_gguf
 
 log = logging.getLogger(__name__)
@@ -226,8 +228,6 @@ def corpus_files(*, max_file_bytes: int = MAX_FILE_BYTES, budget_bytes: int | No
     Python running steercode (its base installation's lib directory, not its site-packages),
     the environment's site-packages ``.py`` files, TypeScript's ``lib*.d.ts`` when the language
     server is installed. With ``budget_bytes``, every k-th file so that they stay within it."""
-    from .models import cache_dir
-
     roots: list[tuple[Path, str]] = []
     stdlib = Path(sysconfig.get_paths(vars={"base": sys.base_prefix, "installed_base": sys.base_prefix})["stdlib"])
     roots.append((stdlib, "*.py"))
@@ -451,12 +451,6 @@ class CodeModel:
     built: bool  # built by this call (not found in the cache)
 
 
-def _sha256(path: Path) -> str:
-    from .models import _sha256 as sha
-
-    return sha(path)
-
-
 def _stamp(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -483,8 +477,6 @@ def code_model_path(
     corpus, ~20 s; ``corpus`` replaces ``corpus_files()``). Raises VocabHeadUnavailable when
     this model cannot be trimmed.
     """
-    from .models import cache_dir
-
     source = Path(source).expanduser().resolve()
     directory = directory or cache_dir() / "models"
     directory.mkdir(parents=True, exist_ok=True)

@@ -498,7 +498,7 @@ def cmd_install_servers(args: argparse.Namespace) -> int:
     import shutil
     import subprocess
 
-    from monitors.lsp import TS_PACKAGES, server_status, ts_install_dir
+    from monitors.languages import TS_PACKAGES, server_status, ts_install_dir
 
     npm = shutil.which("npm")
     if not npm:
@@ -557,7 +557,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if state != "ok":
             problems.append(f"tree-sitter grammar {key}: {state}")
     from completion.models import cache_dir
-    from monitors.lsp import server_status
+    from monitors.languages import server_status
 
     row("cache dir", cache_dir())
     for lang, state in server_status().items():

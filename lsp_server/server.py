@@ -36,6 +36,7 @@ from completion.decoding import Cancelled
 from completion.engine import CompletionRequest, Engine, EngineNotReady, ModelLoadError, ModelServerError
 from completion.models import check_gguf_file
 from completion.settings import Settings
+from monitors import version_gate
 from monitors.syntax import language_for_path
 
 from . import __version__
@@ -104,20 +105,39 @@ def _apply_changes_by_lsp_lines(workspace: Workspace) -> None:
     workspace._create_text_document = create
 
 
-class SteercodeProtocol(LanguageServerProtocol):
-    """pygls protocol with inline completion advertised and robust message handling."""
+#: what the overrides of pygls's private internals below do; on a pygls they were not tested
+#: against (``monitors.version_gate``) none is installed, and pygls's own code runs instead
+PYGLS_PATCH = ("the overrides of pygls internals (message framing that resynchronises, stdio read on a "
+               "daemon thread, edits at LSP's line breaks, lifecycle errors, LSP 3.18 trigger kinds)")
+PYGLS_FALLBACK = "pygls's own message handling runs (VS Code's as-you-type requests may be refused)"
+
+
+def pygls_patches_apply() -> bool:
+    """Whether the installed pygls is one the overrides were tested against (logs when not)."""
+    return version_gate.exact("pygls", PYGLS_PATCH, PYGLS_FALLBACK)
+
+
+class BaseProtocol(LanguageServerProtocol):
+    """pygls's protocol with inline completion advertised: no override of pygls's private
+    methods. The protocol on a pygls the overrides were not tested against."""
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> types.InitializeResult:
         result = super().lsp_initialize(params)
         self._sc_initialized = True
-        _apply_changes_by_lsp_lines(self._server.workspace)
+        server = self._server
+        if isinstance(self, SteercodeProtocol):
+            _apply_changes_by_lsp_lines(server.workspace)
         # pygls 1.3 registers the handler but never advertises the capability
         result.capabilities.inline_completion_provider = types.InlineCompletionOptions()
-        server = self._server
         if isinstance(server, SteercodeServer):
             server.on_initialize(params)
         return result
+
+
+class SteercodeProtocol(BaseProtocol):
+    """``BaseProtocol`` with robust message handling: overrides of pygls 1.3.1's private
+    methods, used only on the versions they were tested against (``pygls_patches_apply``)."""
 
     def _procedure_handler(self, message) -> None:
         """Answer requests the LSP lifecycle rules out instead of dropping or failing them:
@@ -231,13 +251,16 @@ def _accept_lsp_318_trigger_kinds(converter) -> None:
 
 class SteercodeServer(LanguageServer):
     def __init__(self, settings: Settings | None = None) -> None:
+        #: whether pygls is a version the overrides of its internals were tested against
+        self.pygls_patched = pygls_patches_apply()
         super().__init__(
             "steercode",
             __version__,
-            protocol_cls=SteercodeProtocol,
+            protocol_cls=SteercodeProtocol if self.pygls_patched else BaseProtocol,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
-        _accept_lsp_318_trigger_kinds(self.lsp._converter)
+        if self.pygls_patched:
+            _accept_lsp_318_trigger_kinds(self.lsp._converter)
         self.base_settings = settings or Settings()
         self.init_options: Any = None
         self.engine = Engine(self.base_settings)
@@ -254,6 +277,10 @@ class SteercodeServer(LanguageServer):
         self.list_triggers: dict[str, str] = {}  # uri -> trigger of the completion list last opened there
         self.cancelled_count = 0
         self.last_cancelled: dict[str, Any] = {}
+        #: the token of the completion the engine is working on (None: idle or background work)
+        self.running: Any = None
+        #: workspace/didChangeConfiguration notifications handled so far
+        self.configurations_applied = 0
 
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
         """pygls's stdio server, reading the stream in chunks and framing it with
@@ -262,7 +289,11 @@ class SteercodeServer(LanguageServer):
         length, the rest of that body runs into the next header, and every later message,
         ``shutdown`` included, went unread.) The stream is read on a daemon thread of its own:
         a read still blocked on the open stream when the server stops (SIGTERM) must not hold
-        the shutdown, which waits for the thread pool's work."""
+        the shutdown, which waits for the thread pool's work. On a pygls these overrides were
+        not tested against, pygls's own ``start_io``."""
+        if not self.pygls_patched:
+            super().start_io(stdin, stdout)
+            return
         from pygls.server import StdOutTransportAdapter
 
         rfile = stdin or sys.stdin.buffer
@@ -480,12 +511,15 @@ class SteercodeServer(LanguageServer):
                                 related=self._related(uri, language))
 
         def work(token):
+            self.running = token
             try:
                 return self.engine.complete(req, token)
             except Cancelled as exc:  # runs on the worker thread: record how far it got
                 self.cancelled_count += 1
                 self.last_cancelled = {"reason": exc.reason, "generated_tokens": getattr(exc, "generated_tokens", 0)}
                 raise
+            finally:
+                self.running = None
 
         try:
             comp = await self.scheduler.run(uri, work)
@@ -544,12 +578,16 @@ class SteercodeServer(LanguageServer):
             "model": self.engine.describe() if self.engine.ready else None,
             "settings": self.engine.settings.as_dict(),
             "completions": self.completions_served,
+            "configurations": self.configurations_applied,
             "cancelled": {
                 "count": self.cancelled_count,
                 "last_reason": self.last_cancelled.get("reason"),
                 "last_generated_tokens": self.last_cancelled.get("generated_tokens"),
             },
             "last": self.last_stats,
+            # the completion under way: how many decode steps it has begun (one poll of its
+            # cancel token each, the first before the first token)
+            "running": None if (running := self.running) is None else {"steps": running.polls},
         }
 
 
@@ -613,6 +651,7 @@ def create_server(settings: Settings | None = None) -> SteercodeServer:
                     log.warning("workspace/configuration failed", exc_info=True)
                     section = None
         ls.report_problems(ls.apply_settings(section))
+        ls.configurations_applied += 1
 
     @server.feature(STATUS_REQUEST)
     def status(ls: SteercodeServer, params: Any) -> dict[str, Any]:

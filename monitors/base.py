@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import worker
 from .verdicts import Pending, Rewind
 from .vocabulary import Vocabulary
 
@@ -180,8 +181,6 @@ class AnalysisRunner:
     def _ensure_executor(self) -> concurrent.futures.Executor:
         if self._executor is not None:
             return self._executor
-        from . import worker
-
         self._closed = False
         if self._want_process:
             try:
@@ -233,8 +232,6 @@ class AnalysisRunner:
             pending = self._pending.get(key)
             if pending is not None:
                 return pending
-            from . import worker
-
             try:
                 with _hidden_main():
                     inner = self._ensure_executor().submit(worker.run_timed, *job)
@@ -359,8 +356,6 @@ class AnalysisRunner:
 
     def call(self, job: tuple, timeout: float | None = None) -> Any:
         """Run ``job`` now (uncached) and wait for it."""
-        from . import worker
-
         with self._lock:
             ex = self._ensure_executor()
             with _hidden_main():

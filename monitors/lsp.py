@@ -1,7 +1,7 @@
 """Members monitor for other languages, through their language servers (multilspy).
 
 TypeScript and JavaScript use typescript-language-server, which ``steercode install-servers``
-(run by ``make setup``) installs with npm into steercode's cache directory; nothing is
+(run by ``make setup``) installs with npm into steercode's cache directory (``monitors.languages``); nothing is
 downloaded at run time -- a language whose server is not installed is skipped with one log line.
 Other languages multilspy knows are used when their server binary is on PATH (gopls,
 rust-analyzer, clangd).
@@ -14,64 +14,22 @@ same identifier state machine (``IdentifierSession``) applies the answer.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-from pathlib import Path
 
 from .base import AnalysisRunner, MonitorContext, NameSet
 from .identifiers import IdentifierSession
+from .languages import LANGUAGE_SERVERS, server_status
 from .syntax import canonical_language, cursor_in_code
 from .textscan import after_member_dot, code_state, is_word, line_start
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LspMembersMonitor", "server_status", "ts_install_dir"]
-
-TS_PACKAGES = ("typescript@5.5.4", "typescript-language-server@4.3.3")
-
-# grammar key -> (multilspy language, executable on PATH or None for the npm-installed TS server)
-_LANGUAGES = {
-    "typescript": ("typescript", None),
-    "tsx": ("typescript", None),
-    "javascript": ("javascript", None),
-    "go": ("go", "gopls"),
-    "rust": ("rust", "rust-analyzer"),
-    "cpp": ("cpp", "clangd"),
-    "c": ("cpp", "clangd"),
-}
-
-
-def ts_install_dir() -> Path:
-    """Where ``steercode install-servers`` puts typescript-language-server."""
-    env = os.environ.get("STEERCODE_CACHE_DIR")
-    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "steercode"
-    return base / "ts-lsp"
-
-
-def _ts_binary() -> Path:
-    return ts_install_dir() / "node_modules" / ".bin" / "typescript-language-server"
-
-
-def server_status() -> dict[str, str]:
-    """Language -> 'ok' or why it is skipped (for ``steercode doctor``)."""
-    out = {}
-    for key, (_, exe) in _LANGUAGES.items():
-        if exe is None:
-            if not shutil.which("node"):
-                out[key] = "skipped: node is not installed"
-            elif _ts_binary().exists():
-                out[key] = "ok"
-            else:
-                out[key] = "skipped: run `steercode install-servers`"
-        else:
-            out[key] = "ok" if shutil.which(exe) else f"skipped: {exe} not on PATH"
-    return out
+__all__ = ["LspMembersMonitor"]
 
 
 def _language_key(language: str) -> str | None:
     key = canonical_language(language) or (language or "").lower()
-    return key if key in _LANGUAGES else None
+    return key if key in LANGUAGE_SERVERS else None
 
 
 class LspMembersSession(IdentifierSession):

@@ -17,6 +17,8 @@ import os
 import time
 from typing import Any
 
+from .languages import LANGUAGE_SERVERS, ts_install_dir
+
 log = logging.getLogger(__name__)
 
 __all__ = ["initialize", "run"]
@@ -234,10 +236,8 @@ def _server(language_key: str, root: str):
     from multilspy.multilspy_config import Language, MultilspyConfig
     from multilspy.multilspy_logger import MultilspyLogger
 
-    from .lsp import _LANGUAGES, ts_install_dir
-
     logging.getLogger("multilspy").setLevel(logging.WARNING)
-    lang, exe = _LANGUAGES[language_key]
+    lang, exe = LANGUAGE_SERVERS[language_key]
     cfg = MultilspyConfig(code_language=Language(lang), server_install_dir=str(ts_install_dir()) if exe is None else None)
     if exe is not None:
         cfg.server_binary = shutil.which(exe)

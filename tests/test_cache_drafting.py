@@ -52,13 +52,16 @@ def test_accepting_the_first_line_of_a_block():
 
 
 def test_eviction_is_lru():
+    """Entries are kept per line anchor (the document up to the cursor's line start); the anchor
+    used least recently goes first, not the one stored first."""
     c = SuggestionCache(capacity=2)
-    store(c, "a┃", "1")
-    store(c, "b┃", "2")
-    assert look(c, "a┃") == "1"  # touch a
-    store(c, "c┃", "3")
-    assert look(c, "a┃") is None or look(c, "b┃") is None
-    assert look(c, "c┃") == "3"
+    store(c, "a = 1\n┃", "x")
+    store(c, "b = 2\n┃", "y")
+    assert look(c, "a = 1\n┃") == "x"  # touch a: b is now the least recently used
+    store(c, "c = 3\n┃", "z")
+    assert look(c, "b = 2\n┃") is None  # FIFO would have evicted a, the oldest stored
+    assert look(c, "a = 1\n┃") == "x"
+    assert look(c, "c = 3\n┃") == "z"
     assert len(c) == 2
 
 
@@ -239,7 +242,7 @@ def test_drafts_come_from_other_open_documents_and_change_nothing():
 
     engine = Engine()  # a fresh one: the draft policy has measured nothing yet
     engine.load()
-    # the evaluation costs measured on a quiet machine (README), not this run's: under load the
+    # the evaluation costs measured on a quiet machine (docs/benchmarks.md), not this run's: under load the
     # measured costs made the policy keep drafts short, and the test failed on timing alone
     policy = engine._draft_policy
     policy.cost.update({1: 15.0, 2: 30.4, 7: 57.5})

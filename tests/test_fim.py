@@ -1,5 +1,6 @@
 """FIM templates: detection from vocabularies, and the template path on a real llama.cpp model."""
 
+import numpy as np
 import pytest
 from conftest import split_cursor
 
@@ -103,4 +104,30 @@ def test_completion_through_template_has_no_control_text(tiny_engine):
         assert c.stats["generated_tokens"] >= 1
         for marker in ids:
             assert marker not in c.insert_text
-        assert "\x00" not in c.insert_text or True  # random weights may emit odd bytes, never markers
+
+
+def test_a_generated_control_token_ends_the_suggestion_before_it(tiny_engine, monkeypatch):
+    """Random weights rarely choose a marker on their own, so make the model choose one: from the
+    third generated token on, ``<file_sep>`` has the highest logit. The suggestion is the text
+    before it, and the marker's text never reaches the editor."""
+    e, ids = tiny_engine
+    backend = e._model.backend
+    sep = ids["<file_sep>"]
+    calls = {"n": 0}
+    real = backend.logits
+
+    def logits(k=-1):
+        row = np.array(real(k))
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            row[sep] = row.max() + 100.0
+        return row
+
+    monkeypatch.setattr(backend, "logits", logits)
+    text, off = split_cursor("import os\n\ndef main():\n    ┃\n")
+    c = e.complete(CompletionRequest(text=text, offset=off, language="python",
+                                     options={"line_mode": "multi", "cache": False, "drafting": False}))
+    assert calls["n"] >= 3  # the forced choice was reached
+    assert c.stats["generated_tokens"] < 12  # it ended there, not at the token limit
+    for marker in ids:
+        assert marker not in c.insert_text

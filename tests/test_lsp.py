@@ -103,9 +103,15 @@ def to_plain(obj):
 
 
 async def configure(client: LanguageClient, **steercode) -> None:
-    """workspace/didChangeConfiguration with these settings, then a moment for the server to apply them."""
+    """workspace/didChangeConfiguration with these settings; returns once the server has handled
+    it (``steercode/status``'s count of handled configurations has moved on)."""
+    before = (await status(client))["configurations"]
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"steercode": steercode}))
-    await asyncio.sleep(0.2)
+    for _ in range(500):
+        if (await status(client))["configurations"] > before:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the server did not handle the configuration {steercode} within 5 s")
 
 
 async def next_message(client: LanguageClient, before: int):
@@ -119,6 +125,17 @@ async def next_message(client: LanguageClient, before: int):
 
 async def status(client: LanguageClient) -> dict:
     return to_plain(await client.protocol.send_request_async("steercode/status", {}))
+
+
+async def until_generating(client: LanguageClient, steps: int = 4) -> None:
+    """Returns once a completion is generating: it has begun ``steps`` decode steps (so
+    ``steps - 1`` tokens are generated). Fails after 12 s."""
+    for _ in range(600):
+        running = (await status(client))["running"]
+        if running and running["steps"] >= steps:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no completion got under way within 12 s")
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -392,7 +409,7 @@ async def test_cancellation_mid_generation(client: LanguageClient):
         context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
     )
     fut = client.protocol.send_request("textDocument/inlineCompletion", params, msg_id="cancel-me")
-    await asyncio.sleep(0.8)  # generation is under way (600 tokens take many seconds)
+    await until_generating(client)  # 600 tokens take many seconds
     client.protocol.notify("$/cancelRequest", types.CancelParams(id="cancel-me"))
     with pytest.raises(JsonRpcException) as info:
         await asyncio.wait_for(asyncio.wrap_future(fut), 5)
@@ -406,7 +423,8 @@ async def test_cancellation_mid_generation(client: LanguageClient):
     assert 0 < st["cancelled"]["last_generated_tokens"] < 600  # it stopped mid-generation
     await configure(client, maxTokens=48)
     after = await inline(client, uri, 5, 0)
-    assert after is not None  # still serving
+    assert after.items and after.items[0].insert_text.strip()  # still serving
+    assert after.items[0].range.start == types.Position(line=5, character=0)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -414,11 +432,13 @@ async def test_newer_request_supersedes_older(client: LanguageClient):
     await configure(client, maxTokens=300, lineMode="multi", maxLines=100, firstLineFast=False, cache=False)
     uri = open_doc(client, "class Stack:\n    \n")
     first = asyncio.ensure_future(inline(client, uri, 1, 4))
-    await asyncio.sleep(0.5)
+    await until_generating(client)
     second = asyncio.ensure_future(inline(client, uri, 1, 4))
     r1, r2 = await asyncio.wait_for(asyncio.gather(first, second), 60)
     assert r1.items == []  # superseded: no stale suggestion
-    assert r2.items
+    assert r2.items and r2.items[0].insert_text.strip()
+    assert r2.items[0].range.start == types.Position(line=1, character=4)
+    assert not any(m in r2.items[0].insert_text for m in MARKERS)
     await configure(client, maxTokens=48)
 
 
@@ -499,5 +519,7 @@ async def test_invalid_settings_are_reported(client: LanguageClient):
     assert "max_tokens" in msg.message and "line_mode" in msg.message
     uri = open_doc(client, "def double(x):\n    return \n")
     r = await inline(client, uri, 1, 11)
-    assert r.items
+    assert r.items and r.items[0].insert_text.strip()  # the bad values were ignored, not applied
+    settings = (await status(client))["settings"]
+    assert settings["max_tokens"] > 0 and settings["line_mode"] in ("auto", "single", "multi")
     await configure(client, maxTokens=48)

@@ -353,8 +353,14 @@ def test_warm_up_queues_one_type_analysis_at_a_time():
     suite = MonitorSuite(["members"])
     try:
         suite.warm_up()
-        time.sleep(0.2)
-        assert len(suite.runner._pending) <= 1  # the first job is running; nothing else queued
+        seen = []  # the number of queued or running jobs, sampled through the whole warm-up
+        deadline = time.monotonic() + 120
+        while suite.warm_state != "warm" and time.monotonic() < deadline:
+            seen.append(len(suite.runner._pending))
+            time.sleep(0.002)
+        assert suite.warm_state == "warm"  # every warm-up job ran
+        assert seen.count(1) >= 10  # the samples saw the warm-up at work, not only before or after it
+        assert max(seen) == 1  # never two at once: all queued up front would show up to 13
     finally:
         suite.close()
 
@@ -971,7 +977,7 @@ def test_a_monitor_that_raises_never_fails_the_completion(engine, monkeypatch):
 
 @pytest.mark.model
 def test_typescript_members_through_multilspy(engine, tmp_path):
-    from monitors.lsp import server_status
+    from monitors.languages import server_status
 
     if server_status()["typescript"] != "ok":
         pytest.fail("typescript-language-server is not installed: `steercode install-servers` (make setup) does it")

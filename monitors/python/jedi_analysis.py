@@ -20,7 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import version_gate
 from . import parso_patches
+from .semantic_keys import class_signature_by_name
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +333,9 @@ class JediAnalyzer:
         self._jedi.settings.dynamic_params = self.dynamic_params
         self._jedi.settings.dynamic_params_for_other_modules = self.dynamic_params
         self._jedi.settings.dynamic_array_additions = self.dynamic_params
-        if not _SHARE_STATE:
+        if not _SHARE_STATE or not version_gate.exact(
+            "jedi", "the shared InferenceState (STEERCODE_JEDI_SHARED_STATE)", "a fresh jedi.Script per analysis"
+        ):
             return self._jedi.Script(code, path=path, project=project)
         state = self._states.get(id(project))
         if state is None or state[1] >= _STATE_REUSE:
@@ -342,7 +346,7 @@ class JediAnalyzer:
         state[1] += 1
         return _SharedStateScript(code, path, project, state[0])
 
-    def _type_key(self, values, code: str, path: str | None, pos: int | None = None):
+    def _type_key(self, values, code: str, path: str | None):
         """A cache key for the members/signatures of what ``values`` are (None: do not cache)."""
         parts = []
         for v in values:
@@ -357,9 +361,7 @@ class JediAnalyzer:
                 # defined in the document being edited: key by what jedi reads of it
                 if v.type not in ("instance", "class"):
                     return None
-                from .semantic_keys import class_signature_by_name
-
-                sig = class_signature_by_name(code, fn.rsplit(".", 1)[-1], pos)
+                sig = class_signature_by_name(code, fn.rsplit(".", 1)[-1])
                 if sig is None:
                     return None
                 parts.append((v.type, fn, sig))
@@ -387,7 +389,7 @@ class JediAnalyzer:
             values = script.infer(line, col - 1)
             if not values:  # jedi infers no value for a literal: ``', '.``
                 return _literal_type_key(script, line, col)
-            return self._type_key(values, before + after, path, len(before))
+            return self._type_key(values, before + after, path)
         except Exception:
             return None
 

@@ -28,6 +28,8 @@ import difflib
 from collections import OrderedDict
 from typing import Any
 
+from .. import version_gate
+
 #: nodes whose used names are kept between versions of a diff-parsed module
 _CACHED_TYPES = frozenset({"classdef", "funcdef"})
 #: diff-parsed modules (the documents being edited): id -> (module, {id(node): (node, names)}, count)
@@ -284,11 +286,13 @@ def _scoped_values(self):
 
 
 def install() -> None:
-    """Install the replacements on the versions they were checked against: parso 0.8.x and
-    jedi 0.19.x (elsewhere nothing is changed)."""
-    import parso
-
-    if parso.__version__.startswith("0.8.") and "update" not in _originals:
+    """Install the replacements on the exact versions they were checked against
+    (``monitors.version_gate.TESTED``); on any other version that library's own code runs, and
+    a warning says so."""
+    if "update" not in _originals and version_gate.exact(
+        "parso", "parso_patches (the diff parser, used names, the name at a position)",
+        "parso's own code runs: the same answers, each keystroke's parse over the whole file",
+    ):
         from parso.python import diff
         from parso.python.tree import Module
 
@@ -302,9 +306,10 @@ def install() -> None:
         diff.DiffParser.update = _update
         diff._NodesTreeNode.finish = _finish
         diff.difflib = _DifflibForParso
-    import jedi
-
-    if jedi.__version__.startswith("0.19.") and "values" not in _originals:
+    if "values" not in _originals and version_gate.exact(
+        "jedi", "parso_patches (scoped name filters)",
+        "jedi's own filters run: the same answers, every scope's filter over the module's names",
+    ):
         from jedi.inference import filters
 
         _originals["values"] = filters._AbstractUsedNamesFilter.values
