@@ -147,6 +147,7 @@ class SyntaxChecker:
         self.healed = ctx.text[ctx.offset : ctx.cursor]
         self._memo: dict[str, bool] = {}
         self.broken_before = False  # the document is broken before the cursor: no opinion
+        self.needs_text = False  # the document is broken at the cursor: an empty suggestion is refused
         self.parses = 0
         self.parse_ms = 0.0
         if self.language == "python":
@@ -169,6 +170,14 @@ class SyntaxChecker:
         if err is not None and err < len(self.head) - (start - cur_ls):
             self.broken_before = True
         self.hole_end = self._hole_end()
+        # the document without a suggestion breaks on the cursor's line or the next one (a block
+        # opener above with no body, a body below with no opener): an empty suggestion is worse
+        # than any that mends it
+        nl = self.tail.find("\n")
+        nl2 = self.tail.find("\n", nl + 1) if nl >= 0 else -1
+        next_end = len(self.head) + len(self.healed) + (nl2 if nl2 >= 0 else len(self.tail))
+        self.needs_text = (err is not None and not self.broken_before
+                           and len(self.head) - (start - cur_ls) <= err <= next_end)
 
     def _py_header(self, text: str, cur_ls: int) -> tuple[int, int]:
         """(start, indentation) of the innermost ``def``/``class`` line above the cursor's line
@@ -420,13 +429,17 @@ class SyntaxSession:
         t0 = time.perf_counter()
         try:
             if text is None or self.ctx.vocab.is_control[token]:
-                if not self.multiline and len(generated) > self.healed:
+                if self._empty(generated):
+                    return not self.checker.needs_text
+                if not self.multiline:
                     return self._line_end(generated)
                 return True
             if self.python and not self.in_brackets and text.strip():
                 v = self._indentation(generated, text)
                 if v is not True:
                     return v
+            if not self.multiline and "\n" in text and self._empty(generated + text[: text.index("\n")]):
+                return not self.checker.needs_text  # the first line would stay empty
             if not self.multiline and "\n" in text and len(generated) + text.index("\n") > self.healed:
                 return self._line_end(generated + text[: text.index("\n")])
             return True
@@ -439,14 +452,20 @@ class SyntaxSession:
 
     def may_end(self, generated: str) -> bool:
         """May the suggestion be exactly ``generated``? (Asked before generation ends.)"""
-        if self.checker.broken_before or len(generated) <= self.healed:
+        if self.checker.broken_before:
             return True
+        if self._empty(generated):
+            return not self.checker.needs_text
         t0 = time.perf_counter()
         try:
             self.stats.constrained.add(len(generated))
             return self.checker.not_worse(generated)
         finally:
             self.stats.check_ms += (time.perf_counter() - t0) * 1000
+
+    def _empty(self, generated: str) -> bool:
+        """Nothing but blanks past the user's own text."""
+        return not generated[self.healed :].strip()
 
     def _line_end(self, line: str) -> Verdict:
         self.stats.constrained.add(len(line))

@@ -309,3 +309,19 @@ def test_a_yielding_constraint_out_of_rewinds_has_no_opinion_instead_of_a_dead_e
     assert len(r.text) >= 4 and r.stats.stop_reason != "constraints: dead end"
     assert plain.text and r.text != ""
     assert SyntaxMonitor().start(ctx("x = ┃\n")).yields  # the syntax constraint is such a one
+
+
+def test_an_empty_suggestion_is_refused_where_the_document_breaks_at_the_cursor():
+    hole = "def f(x):\n    if x:\n        ┃\n    return 1\n"  # the opener's body was removed
+    s = session(hole)
+    assert s.checker.needs_text
+    assert s.check("", NL, "\n") is False and s.check("", EOS, None) is False and not s.may_end("")
+    assert s.check("return 1", NL, "\n") is True  # a body mends it
+    # BODY breaks on the line below the cursor (a deeper line with no opener): also refused
+    assert session(BODY).checker.needs_text and not session(BODY).may_end("")
+    # a document that is fine without a suggestion: an empty one is the user's business
+    fine = session(FIB)
+    assert not fine.checker.needs_text and fine.check("", NL, "\n") is True and fine.may_end("")
+    # broken far below the cursor: not this suggestion's to mend
+    far = session("def f(x):\n    ┃\n    y = 1\n    z = 2\n    w = (\n")
+    assert not far.checker.needs_text and far.may_end("")
