@@ -428,6 +428,8 @@ class SyntaxSession:
             return True
         t0 = time.perf_counter()
         try:
+            if text is None and not self.ctx.vocab.is_control[token]:
+                return True  # raw UTF-8 bytes (part of ``计``): judged once the character is complete
             if text is None or self.ctx.vocab.is_control[token]:
                 if self._empty(generated):
                     return not self.checker.needs_text

@@ -317,6 +317,10 @@ def test_an_empty_suggestion_is_refused_where_the_document_breaks_at_the_cursor(
     assert s.checker.needs_text
     assert s.check("", NL, "\n") is False and s.check("", EOS, None) is False and not s.may_end("")
     assert s.check("return 1", NL, "\n") is True  # a body mends it
+    # a token of raw UTF-8 bytes (text None, not a control token) is part of a character, not
+    # the end: the check waits for the character (``print(计`` then the bytes of ``算``)
+    assert s.check("", X, None) is True
+    assert session("def 计算(x):\n    return x\n\nprint(计┃").check("计", X, None) is True
     # BODY breaks on the line below the cursor (a deeper line with no opener): also refused
     assert session(BODY).checker.needs_text and not session(BODY).may_end("")
     # a document that is fine without a suggestion: an empty one is the user's business
