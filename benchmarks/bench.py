@@ -94,7 +94,7 @@ def parse_region(text: str, spec: str | None) -> tuple[int, int]:
     return start, end
 
 
-_TRACE_STATS = ("stop_reason", "total_ms", "queue_ms", "prompt_build_ms", "prompt_ms", "decode_ms", "pending_wait_ms", "eval_calls", "accepted_draft_tokens")
+_TRACE_STATS = ("stop_reason", "total_ms", "queue_ms", "prompt_build_ms", "prompt_ms", "decode_ms", "pending_wait_ms", "eval_calls", "accepted_draft_tokens", "rewinds", "yielded")
 
 
 @dataclass

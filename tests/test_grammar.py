@@ -120,6 +120,25 @@ def test_no_opinion_on_a_broken_document():
     assert s is not None and s.may_end("return x") and not s.may_end("return (x")
 
 
+
+def test_no_opinion_on_a_single_line_inside_an_unfinished_statement():
+    # the user is writing ``if kwargs.`` / ``x = f(a, ``: the statement breaks at the cursor
+    # whatever one line says; the members eval's ``if kwargs.┃`` lost its suggestion when the
+    # line's end (``[None, None``) was refused
+    unfinished = "def f(kwargs):\n    if kwargs.┃\n    return 1\n"
+    assert SyntaxMonitor().start(ctx(unfinished)) is None
+    assert SyntaxMonitor().start(ctx("def f(a):\n    x = g(a, ┃\n    return x\n")) is None
+    # a word the user started, healed back to the line's start; a continuation line in brackets
+    assert SyntaxMonitor().start(ctx("def f(a):\n    ar┃['x']\n        + 1])\n", healed=2)) is None
+    assert SyntaxMonitor().start(ctx("def f(a):\n    x = g(a,\n          ┃\n    return x\n")) is None
+    # the same places judged when a block is asked for, or when the line would start a statement
+    assert SyntaxMonitor().start(ctx(unfinished, multiline=True)) is not None
+    assert SyntaxMonitor().start(ctx("def f(x):\n    if x:\n        ┃\n    return 1\n")) is not None
+    # mid-line where the document is fine without the rest: still judged (``x = (1,`` is worse)
+    fine = SyntaxMonitor().start(ctx("def f():\n    x = 1┃\n    return x\n"))
+    assert fine is not None and not fine.may_end("1 + (2,")
+
+
 def test_a_raising_constraint_is_no_opinion_and_the_suggestion_is_normal():
     class Exploding:
         name = "syntax"
@@ -308,7 +327,7 @@ def test_a_yielding_constraint_out_of_rewinds_has_no_opinion_instead_of_a_dead_e
     assert r.stats.rewinds == 4 and r.stats.yielded == ["syntax"]
     assert len(r.text) >= 4 and r.stats.stop_reason != "constraints: dead end"
     assert plain.text and r.text != ""
-    assert SyntaxMonitor().start(ctx("x = ┃\n")).yields  # the syntax constraint is such a one
+    assert SyntaxMonitor().start(ctx("x = ┃\n", multiline=True)).yields  # the syntax constraint is such a one
 
 
 def test_an_empty_suggestion_is_refused_where_the_document_breaks_at_the_cursor():
@@ -320,7 +339,7 @@ def test_an_empty_suggestion_is_refused_where_the_document_breaks_at_the_cursor(
     # a token of raw UTF-8 bytes (text None, not a control token) is part of a character, not
     # the end: the check waits for the character (``print(计`` then the bytes of ``算``)
     assert s.check("", X, None) is True
-    assert session("def 计算(x):\n    return x\n\nprint(计┃").check("计", X, None) is True
+    assert session("def 计算(x):\n    return x\n\nprint(计┃", multiline=True).check("计", X, None) is True
     # BODY breaks on the line below the cursor (a deeper line with no opener): also refused
     assert session(BODY).checker.needs_text and not session(BODY).may_end("")
     # a document that is fine without a suggestion: an empty one is the user's business
