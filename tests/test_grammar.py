@@ -131,6 +131,8 @@ def test_no_opinion_on_a_single_line_inside_an_unfinished_statement():
     # a word the user started, healed back to the line's start; a continuation line in brackets
     assert SyntaxMonitor().start(ctx("def f(a):\n    ar┃['x']\n        + 1])\n", healed=2)) is None
     assert SyntaxMonitor().start(ctx("def f(a):\n    x = g(a,\n          ┃\n    return x\n")) is None
+    # the statement goes on below the cursor's line and breaks there (argparse's ``''.join([``)
+    assert SyntaxMonitor().start(ctx("def f(ps):\n    return ''.┃\n        for p in ps])\n")) is None
     # the same places judged when a block is asked for, or when the line would start a statement
     assert SyntaxMonitor().start(ctx(unfinished, multiline=True)) is not None
     assert SyntaxMonitor().start(ctx("def f(x):\n    if x:\n        ┃\n    return 1\n")) is not None
