@@ -42,6 +42,20 @@ MIN_SUB_AT = (8, 8)
 
 WITHOUT = ["members", "calls", "imports", "names", "lsp", "repeats"]  # the monitors, no syntax/repetition
 
+# argparse's HelpFormatter._join_parts with the rest of the cursor's line removed: the user is
+# still writing the statement, whose ``])`` is two lines below. Judged, the model's
+# ``join(part_strings)`` made the document worse and four rewinds ended at ``casefold(``.
+JOIN = """SUPPRESS = '==SUPPRESS=='
+
+
+class Formatter:
+    def _join_parts(self, part_strings):
+        return ''.
+                       for part in part_strings
+                       if part and part is not SUPPRESS])
+"""
+JOIN_AT = (5, 18)
+
 
 def filled(text: str, at: tuple[int, int], suggestion: str) -> str:
     lines = text.split("\n")
@@ -72,11 +86,14 @@ def test_stdio_suggestions_parse_and_do_not_repeat(server_env):
     demo = {"path": str(EXAMPLE), "line": DEMO[0], "character": DEMO[1], "line_mode": "multi"}
     site = {"text": MIN_SUB, "line": MIN_SUB_AT[0], "character": MIN_SUB_AT[1], "line_mode": "single",
             "language": "python"}
+    mid = {"text": JOIN, "line": JOIN_AT[0], "character": JOIN_AT[1], "line_mode": "single", "language": "python"}
     reqs = [
         {"id": "demo", **demo},
         {"id": "demo-without", **demo, "options": {"monitors": WITHOUT}},
         {"id": "site", **site},
         {"id": "site-without", **site, "options": {"monitors": WITHOUT}},
+        {"id": "mid", **mid},
+        {"id": "mid-without", **mid, "options": {"monitors": [*WITHOUT, "repetition"]}},
     ]
     data = b"".join(json.dumps(r).encode() + b"\n" for r in reqs)
     p = subprocess.run(steercode_cmd("stdio"), input=data, capture_output=True, timeout=600, env=server_env, cwd=ROOT)
@@ -100,6 +117,13 @@ def test_stdio_suggestions_parse_and_do_not_repeat(server_env):
     assert site_out["completion"].strip() and "\n" not in site_out["completion"]
     assert parses(filled(MIN_SUB, MIN_SUB_AT, site_out["completion"])), site_out["completion"]
     assert site_out["stats"]["monitors"]["syntax"]["constrained_tokens"] >= 1, site_out["stats"]
+
+    # a single line inside a statement the user is still writing: the syntax constraint has no
+    # opinion, and the suggestion is the one without it
+    mid_out = out["mid"]
+    assert mid_out["completion"].startswith("join("), mid_out
+    assert mid_out["completion"] == out["mid-without"]["completion"]
+    assert mid_out["stats"]["rewinds"] == 0 and "syntax" not in mid_out["stats"]["monitors"], mid_out["stats"]
 
 
 # ---- through a real LSP client --------------------------------------------------------------
