@@ -430,14 +430,14 @@ class SyntaxSession:
             return True
         t0 = time.perf_counter()
         try:
-            if text is None and not self.ctx.vocab.is_control[token]:
-                return True  # raw UTF-8 bytes (part of ``计``): judged once the character is complete
-            if text is None or self.ctx.vocab.is_control[token]:
+            if self.ctx.vocab.is_control[token]:
                 if self._empty(generated):
                     return not self.checker.needs_text
                 if not self.multiline:
                     return self._line_end(generated)
                 return True
+            if text is None:
+                return True  # raw UTF-8 bytes (part of ``计``): judged once the character is complete
             if self.python and not self.in_brackets and text.strip():
                 v = self._indentation(generated, text)
                 if v is not True:
@@ -583,9 +583,7 @@ class SyntaxMonitor:
             # ``])`` is two lines below), the document broken from there on: the statement is
             # broken whatever the line says, and a single line is a part of what the user types
             # next, not the statement's end. Judging its end rewound the model's first choice
-            # away and refused partial lines (measured: typing replay's partial matches 0.36
-            # without syntax, 0.25-0.28 with; members eval 4 of 202 sites changed for the worse,
-            # ``''.join(`` -> ``''.strip(``): no opinion
+            # away (``''.join(`` became ``''.casefold(``) and refused partial lines: no opinion
             log.debug("syntax: a single line inside an unfinished statement; no opinion")
             return None
         return session

@@ -120,7 +120,6 @@ def test_no_opinion_on_a_broken_document():
     assert s is not None and s.may_end("return x") and not s.may_end("return (x")
 
 
-
 def test_no_opinion_on_a_single_line_inside_an_unfinished_statement():
     # the user is writing ``if kwargs.`` / ``x = f(a, ``: the statement breaks at the cursor
     # whatever one line says; the members eval's ``if kwargs.┃`` lost its suggestion when the
